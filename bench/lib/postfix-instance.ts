@@ -1,0 +1,212 @@
+/**
+ * A private Postfix instance for the comparison: its own config_directory, queue_directory and data_directory
+ * in a temp dir, smtpd on a high loopback port, relaying the bench domain to the sink. It never reads or writes
+ * /etc/postfix and never listens on port 25. Defaults are Postfix's own (fsync before 250, in_flow_delay,
+ * destination concurrency 20…) except what a loopback-only, DNS-free relay needs.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { onCleanup } from './cleanup.ts';
+import { benchDomain } from './message.ts';
+import { ProcessSet, processTree } from './proc-rss.ts';
+import { freePort, sleep, smtpGreets, waitFor } from './util.ts';
+
+const postfixBin = '/usr/sbin/postfix';
+const postconfBin = '/usr/sbin/postconf';
+
+/** Process limit per service: well above 20 concurrent clients plus the delivery agents. */
+const processLimit = 100;
+
+/** Why Postfix cannot be used here, or null when it can. */
+export function postfixUnavailable(): string | null {
+  if (!existsSync(postfixBin) || !existsSync(postconfBin)) return 'Postfix is not installed (no /usr/sbin/postfix)';
+  if (process.getuid?.() !== 0) return 'a private Postfix instance needs root';
+  return null;
+}
+
+function run(cmd: string, args: string[]): void {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) {
+    throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr || r.stdout}`.trim());
+  }
+}
+
+/** mail_owner "postfix" and setgid_group "postdrop" must exist; Debian's package creates them, we do if not. */
+function ensureAccounts(): void {
+  const has = (db: string, name: string) => spawnSync('getent', [db, name]).status === 0;
+  if (!has('group', 'postdrop')) run('groupadd', ['--system', 'postdrop']);
+  if (!has('passwd', 'postfix')) {
+    run('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', 'postfix']);
+  }
+}
+
+function masterCf(port: number): string {
+  // chroot off everywhere: a chroot would need copies of /etc files inside the temp queue directory.
+  const services = [
+    `127.0.0.1:${port} inet n - n - - smtpd`,
+    'pickup unix n - n 60 1 pickup',
+    'cleanup unix n - n - 0 cleanup',
+    'qmgr unix n - n 300 1 qmgr',
+    'rewrite unix - - n - - trivial-rewrite',
+    'bounce unix - - n - 0 bounce',
+    'defer unix - - n - 0 bounce',
+    'trace unix - - n - 0 bounce',
+    'verify unix - - n - 1 verify',
+    'flush unix n - n 1000? 0 flush',
+    'proxymap unix - - n - - proxymap',
+    'proxywrite unix - - n - 1 proxymap',
+    'smtp unix - - n - - smtp',
+    'relay unix - - n - - smtp',
+    'showq unix n - n - - showq',
+    'error unix - - n - - error',
+    'retry unix - - n - - error',
+    'discard unix - - n - - discard',
+    'anvil unix - - n - 1 anvil',
+    'scache unix - - n - 1 scache',
+    'postlog unix-dgram n - n - 1 postlogd',
+  ];
+  return `# private bench instance, written by bench/lib/postfix-instance.ts\n${services.join('\n')}\n`;
+}
+
+export class PostfixInstance {
+  readonly port: number;
+  readonly dir: string;
+  readonly #configDir: string;
+  readonly #queueDir: string;
+  readonly #stop: () => Promise<void>;
+  readonly #procs = new ProcessSet();
+
+  private constructor(dir: string, port: number) {
+    this.dir = dir;
+    this.port = port;
+    this.#configDir = path.join(dir, 'etc');
+    this.#queueDir = path.join(dir, 'queue');
+    this.#stop = onCleanup(
+      `Postfix in ${dir}`,
+      () => this.#shutdown(),
+      () => this.#emergency(),
+    );
+  }
+
+  /** Starts a fresh instance relaying `bench.example.lg.jp` to 127.0.0.1:`sinkPort`; resolves when smtpd greets. */
+  static async start(sinkPort: number): Promise<PostfixInstance> {
+    ensureAccounts();
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sekisho-bench-postfix-'));
+    chmodSync(dir, 0o755);
+    const port = await freePort();
+    const pf = new PostfixInstance(dir, port);
+    try {
+      await pf.#boot(sinkPort);
+    } catch (err) {
+      await pf.stop();
+      throw err;
+    }
+    return pf;
+  }
+
+  async #boot(sinkPort: number): Promise<void> {
+    const dataDir = path.join(this.dir, 'data');
+    mkdirSync(this.#configDir);
+    mkdirSync(this.#queueDir);
+    mkdirSync(dataDir);
+    const uid = Number(execFileSync('id', ['-u', 'postfix'], { encoding: 'utf8' }).trim());
+    chownSync(dataDir, uid, 0);
+    writeFileSync(path.join(this.#configDir, 'main.cf'), '# private bench instance\n');
+    writeFileSync(path.join(this.#configDir, 'master.cf'), masterCf(this.port));
+    const settings: Record<string, string> = {
+      compatibility_level: '3.6',
+      config_directory: this.#configDir,
+      queue_directory: this.#queueDir,
+      data_directory: dataDir,
+      maillog_file: path.join(this.dir, 'maillog'),
+      maillog_file_prefixes: this.dir,
+      mail_owner: 'postfix',
+      setgid_group: 'postdrop',
+      myhostname: 'bench-postfix.localdomain',
+      mydomain: 'localdomain',
+      myorigin: '$myhostname',
+      inet_interfaces: '127.0.0.1',
+      inet_protocols: 'ipv4',
+      mydestination: '',
+      mynetworks: '127.0.0.0/8',
+      relay_domains: benchDomain,
+      relayhost: `[127.0.0.1]:${sinkPort}`,
+      smtpd_relay_restrictions: 'permit_mynetworks, reject_unauth_destination',
+      smtpd_recipient_restrictions: 'permit_mynetworks, reject_unauth_destination',
+      smtpd_peername_lookup: 'no',
+      smtp_host_lookup: 'native',
+      smtp_dns_support_level: 'disabled',
+      default_process_limit: String(processLimit),
+      // Nothing may be delivered on this host: no aliases, no local mailboxes, no notices to root.
+      alias_maps: '',
+      alias_database: '',
+      local_recipient_maps: '',
+      local_transport: 'error:local delivery disabled in the bench instance',
+      biff: 'no',
+      smtputf8_enable: 'no',
+    };
+    run(postconfBin, ['-c', this.#configDir, '-e', ...Object.entries(settings).map(([k, v]) => `${k} = ${v}`)]);
+    // Postfix reports start-up errors only to a terminal or syslog; the maillog file has the rest.
+    const r = spawnSync(postfixBin, ['-c', this.#configDir, 'start'], { encoding: 'utf8', timeout: 60_000 });
+    if (r.status !== 0) {
+      throw new Error(
+        `postfix -c ${this.#configDir} start failed (${r.status ?? r.signal}).\n${this.maillog()}\n` +
+          `(run \`script -qc "postfix -c ${this.#configDir} check" /dev/null\` to see fatal errors)`,
+      );
+    }
+    const up = await waitFor(() => smtpGreets(this.port), 30_000, 200);
+    if (!up) throw new Error(`Postfix smtpd on 127.0.0.1:${this.port} did not greet within 30 s.\n${this.maillog()}`);
+    this.#procs.add(processTree(this.rootPids()).map((p) => p.pid));
+  }
+
+  /** The master process (all daemons are its children), or [] when not running. */
+  rootPids(): number[] {
+    try {
+      const pid = Number(readFileSync(path.join(this.#queueDir, 'pid', 'master.pid'), 'latin1').trim());
+      return pid > 0 && existsSync(`/proc/${pid}`) ? [pid] : [];
+    } catch {
+      return [];
+    }
+  }
+
+  /** Last lines of the instance's log. */
+  maillog(lines = 30): string {
+    try {
+      return readFileSync(path.join(this.dir, 'maillog'), 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    } catch {
+      return '(no maillog)';
+    }
+  }
+
+  /** Remembers the current daemons so that teardown can make sure every one of them is gone. */
+  notePids(pids: Iterable<number>): void {
+    this.#procs.add(pids);
+  }
+
+  stop(): Promise<void> {
+    return this.#stop();
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#procs.add(processTree(this.rootPids()).map((p) => p.pid));
+    if (this.rootPids().length > 0) {
+      spawnSync(postfixBin, ['-c', this.#configDir, 'stop'], { timeout: 30_000 });
+      const gone = await waitFor(() => this.rootPids().length === 0, 15_000, 100);
+      if (!gone) spawnSync(postfixBin, ['-c', this.#configDir, 'abort'], { timeout: 30_000 });
+    }
+    await waitFor(() => this.#procs.alive().length === 0, 5_000, 100);
+    this.#procs.killAll();
+    await sleep(50);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  #emergency(): void {
+    this.#procs.add(processTree(this.rootPids()).map((p) => p.pid));
+    if (this.rootPids().length > 0) spawnSync(postfixBin, ['-c', this.#configDir, 'abort'], { timeout: 10_000 });
+    this.#procs.killAll();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+}

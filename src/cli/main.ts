@@ -1,0 +1,265 @@
+/**
+ * The `sekisho` command.
+ *   sekisho start [--config FILE]          everything: ingress + admin here, the stage workers in a child process
+ *   sekisho ingress [--config FILE]        the SMTP ingress alone (needs redis.url)
+ *   sekisho worker [--config FILE]         the stage workers alone (needs redis.url)
+ *   sekisho admin [--config FILE]          the admin HTTP app alone (needs redis.url)
+ *   sekisho check-config FILE              validate a config file; every error with its key path; exit 1 if any
+ * With no --config and no SEKISHO_CONFIG, the demo configuration is used (docs/config.md).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import { createMetrics, type Metrics } from '../admin/metrics.ts';
+import { DEMO_MAILBOX_LISTEN } from '../config/demo.ts';
+import { checkConfigFile, formatIssues, loadConfig, type LoadedConfig } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
+import { createLogger, type Logger } from '../log.ts';
+import { Pipeline } from '../queue/pipeline.ts';
+import { closeStores, openStores, startAdmin, startIngress, startWorker, type Running } from '../runtime.ts';
+import type { ScanEngines } from '../scan/registry.ts';
+import { startDemoMailbox } from '../services/demo-mailbox.ts';
+import { startManagedRedis } from '../services/redis-server.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/sekisho.js', import.meta.url));
+/** Worker child restarts back off from 1 s to this, so a crash loop does not spin. */
+const MAX_RESTART_DELAY_MS = 30_000;
+/** How long the admin waits for the worker child's metrics before scraping without them. */
+const CHILD_METRICS_TIMEOUT_MS = 2_000;
+
+type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
+
+interface Args {
+  command: string;
+  positional: string[];
+  config?: string;
+  redisUrl?: string;
+  clamdSocket?: string;
+  metricsListen?: string;
+}
+
+function parse(argv: string[]): Args {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      'redis-url': { type: 'string' },
+      'clamd-socket': { type: 'string' },
+      'metrics-listen': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [command = values.help ? 'help' : 'start', ...positional] = positionals;
+  return {
+    command,
+    positional,
+    config: values.config,
+    redisUrl: values['redis-url'],
+    clamdSocket: values['clamd-socket'],
+    metricsListen: values['metrics-listen'],
+  };
+}
+
+/** Resolves the outcome of a set of cleanups, in order, once a signal arrives. */
+function onShutdown(log: Logger, steps: (() => Promise<void>)[]): void {
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    for (const step of steps) {
+      try {
+        await step();
+      } catch (err) {
+        log.error({ err }, 'shutdown step failed');
+      }
+    }
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('disconnect', () => void stop('parent gone'));
+}
+
+function requireRedis(config: Config, args: Args, role: string): string {
+  const url = args.redisUrl ?? config.redis.url;
+  if (!url) throw new Error(`"sekisho ${role}" runs one part of Sekisho and needs redis.url in the config (shared by all parts)`);
+  return url;
+}
+
+function engines(args: Args, _config: Config): ScanEngines {
+  return args.clamdSocket ? { clamd: { socket: args.clamdSocket } } : {};
+}
+
+async function metricsListener(listen: string | undefined, config: Config, metrics: Metrics, pipeline: Pipeline, stores: ReturnType<typeof openStores>, log: Logger): Promise<Running | undefined> {
+  if (!listen) return undefined;
+  return startAdmin({ ...config, admin: { listen } }, { meta: stores.meta, pipeline, metrics }, log);
+}
+
+async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
+  const { config } = loaded;
+  const log = createLogger(config.log.level, { role: 'main' });
+  mkdirSync(config.dataDir, { recursive: true });
+  const cleanups: (() => Promise<void>)[] = [];
+
+  if (loaded.demo) {
+    const [host = '127.0.0.1', port = '2526'] = DEMO_MAILBOX_LISTEN.split(':');
+    const box = await startDemoMailbox(path.join(config.dataDir, 'demo-mailbox'), host, Number(port));
+    log.info({ dir: box.dir, port: box.port }, 'demo mailbox listening (the demo tenant delivers here)');
+    cleanups.push(() => box.close());
+  }
+
+  let redisUrl = args.redisUrl ?? config.redis.url;
+  let stopRedis: (() => Promise<void>) | undefined;
+  if (!redisUrl) {
+    const redis = await startManagedRedis({ dir: path.join(config.dataDir, 'redis'), persist: true });
+    redisUrl = redis.url;
+    stopRedis = redis.stop;
+    log.info({ url: redis.url }, 'started a managed redis-server (redis.url is not configured)');
+  }
+
+  const stores = openStores(config);
+  const ingress = await startIngress(config, { redisUrl, log, stores });
+
+  // The stage workers parse hostile bytes: they run in a child process, restarted if it dies.
+  let child: ChildProcess | undefined;
+  let stopping = false;
+  let restartDelay = 1_000;
+  const childArgs = ['worker', '--redis-url', redisUrl, ...(loaded.file ? ['--config', loaded.file] : [])];
+  if (args.clamdSocket) childArgs.push('--clamd-socket', args.clamdSocket);
+  const spawnWorker = () => {
+    const c = fork(BIN, childArgs, { stdio: 'inherit' });
+    child = c;
+    const startedAt = Date.now();
+    c.on('exit', (code, signal) => {
+      if (stopping) return;
+      if (Date.now() - startedAt > MAX_RESTART_DELAY_MS) restartDelay = 1_000;
+      log.error({ code, signal, restartInMs: restartDelay }, 'worker process exited; restarting');
+      setTimeout(spawnWorker, restartDelay).unref();
+      restartDelay = Math.min(restartDelay * 2, MAX_RESTART_DELAY_MS);
+    });
+  };
+  spawnWorker();
+
+  const remoteMetrics = async (): Promise<MetricsJson[]> => {
+    const c = child;
+    if (!c?.connected) return [];
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        c.off('message', onMessage);
+        resolve([]);
+      }, CHILD_METRICS_TIMEOUT_MS);
+      const onMessage = (m: unknown) => {
+        const msg = m as { type?: string; metrics?: MetricsJson };
+        if (msg.type !== 'metrics' || !msg.metrics) return;
+        clearTimeout(timer);
+        c.off('message', onMessage);
+        resolve([msg.metrics]);
+      };
+      c.on('message', onMessage);
+      c.send({ type: 'metrics?' });
+    });
+  };
+  const admin = await startAdmin(config, { meta: stores.meta, pipeline: ingress.pipeline, metrics: ingress.metrics, remoteMetrics }, log);
+
+  onShutdown(log, [
+    () => ingress.stop(),
+    () => admin.stop(),
+    async () => {
+      stopping = true;
+      const c = child;
+      if (c && c.exitCode === null && c.signalCode === null) {
+        await new Promise<void>((resolve) => {
+          c.once('exit', () => resolve());
+          c.kill('SIGTERM');
+        });
+      }
+    },
+    () => closeStores(stores),
+    async () => stopRedis?.(),
+    ...cleanups,
+  ]);
+  log.info({ smtp: config.smtp.listen, admin: config.admin.listen, demo: loaded.demo, dataDir: config.dataDir }, 'Sekisho started');
+}
+
+async function runWorkerRole(loaded: LoadedConfig, args: Args): Promise<void> {
+  const { config } = loaded;
+  const log = createLogger(config.log.level, { role: 'worker' });
+  const redisUrl = requireRedis(config, args, 'worker');
+  const stores = openStores(config);
+  const worker = await startWorker(config, { redisUrl, engines: engines(args, config), log, stores });
+  process.on('message', (m: unknown) => {
+    if ((m as { type?: string }).type !== 'metrics?') return;
+    worker.metrics.registry
+      .getMetricsAsJSON()
+      .then((metrics) => process.send?.({ type: 'metrics', metrics }))
+      .catch(() => undefined);
+  });
+  const extra = await metricsListener(args.metricsListen, config, worker.metrics, worker.pipeline, stores, log);
+  onShutdown(log, [async () => extra?.stop(), () => worker.stop(), () => closeStores(stores)]);
+  log.info('stage workers running');
+}
+
+async function runIngressRole(loaded: LoadedConfig, args: Args): Promise<void> {
+  const { config } = loaded;
+  const log = createLogger(config.log.level, { role: 'ingress' });
+  const redisUrl = requireRedis(config, args, 'ingress');
+  const stores = openStores(config);
+  const ingress = await startIngress(config, { redisUrl, log, stores });
+  const extra = await metricsListener(args.metricsListen, config, ingress.metrics, ingress.pipeline, stores, log);
+  onShutdown(log, [() => ingress.stop(), async () => extra?.stop(), () => closeStores(stores)]);
+}
+
+async function runAdminRole(loaded: LoadedConfig, args: Args): Promise<void> {
+  const { config } = loaded;
+  const log = createLogger(config.log.level, { role: 'admin' });
+  const redisUrl = requireRedis(config, args, 'admin');
+  const stores = openStores(config);
+  const pipeline = new Pipeline(redisUrl, config.redis.prefix, config.queue);
+  const admin = await startAdmin(config, { meta: stores.meta, pipeline, metrics: createMetrics('admin') }, log);
+  onShutdown(log, [() => admin.stop(), () => pipeline.close(), () => closeStores(stores)]);
+}
+
+function checkConfig(file: string | undefined): number {
+  if (!file) {
+    console.error('usage: sekisho check-config FILE');
+    return 2;
+  }
+  const r = checkConfigFile(file);
+  if (r.ok) {
+    console.log(`${file}: OK (${r.config.tenants.length} tenant(s))`);
+    return 0;
+  }
+  console.error(`${file}: ${r.issues.length} error(s)\n${formatIssues(r.issues)}`);
+  return 1;
+}
+
+async function main(): Promise<void> {
+  const args = parse(process.argv.slice(2));
+  switch (args.command) {
+    case 'check-config':
+      process.exitCode = checkConfig(args.positional[0] ?? args.config);
+      return;
+    case 'start':
+      return runStart(loadConfig(args.config), args);
+    case 'worker':
+      return runWorkerRole(loadConfig(args.config), args);
+    case 'ingress':
+      return runIngressRole(loadConfig(args.config), args);
+    case 'admin':
+      return runAdminRole(loadConfig(args.config), args);
+    default:
+      console.log('usage: sekisho start|ingress|worker|admin [--config FILE] | sekisho check-config FILE');
+      process.exitCode = args.command === 'help' ? 0 : 2;
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`sekisho: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,215 @@
+/**
+ * The configuration contract (DESIGN.md §3) as a zod schema. Every key has its unit in its name and a default
+ * that an ordinary installation can keep; `docs/config.md` documents each of them.
+ */
+import { z } from 'zod';
+
+/** "host:port" with a numeric port; IPv6 hosts in brackets ("[::1]:25"). */
+const listenAddress = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'must be "host:port", e.g. "127.0.0.1:2525"')
+  .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be 0-65535');
+
+const ms = (def: number) => z.number().int().nonnegative().default(def);
+
+const deliverTo = z
+  .string()
+  .refine((s) => {
+    try {
+      const u = new URL(s);
+      return (u.protocol === 'smtp:' || u.protocol === 'smtps:') && u.hostname !== '';
+    } catch {
+      return false;
+    }
+  }, 'must be smtp://host[:port] or smtps://host[:port], optionally with ?requireTLS=true');
+
+const domain = z
+  .string()
+  .min(1)
+  .regex(/^(?=.{1,253}$)([a-zA-Z0-9-]{1,63}\.)*[a-zA-Z0-9-]{1,63}$/, 'must be a domain name like city-a.example.lg.jp')
+  .transform((d) => d.toLowerCase());
+
+export const actionNames = ['deliver', 'deliver-tagged', 'sanitize', 'quarantine', 'reject', 'tempfail'] as const;
+export const actionSchema = z.enum(actionNames);
+
+const policySchema = z
+  .object({
+    /** Score per symbol name; symbols not listed score their catalogue default. */
+    scores: z.record(z.string(), z.number()).default({}),
+    /** Maximum total a symbol group may contribute (e.g. { headers: 5 }). */
+    groupCaps: z.record(z.string(), z.number()).default({}),
+    /** Score thresholds, checked from the most severe down. */
+    thresholds: z
+      .object({
+        reject: z.number().default(15),
+        quarantine: z.number().default(10),
+        tag: z.number().default(5),
+      })
+      .prefault({}),
+    /** A symbol that forces an action whatever the score (e.g. CLAMAV_VIRUS: quarantine). */
+    forceActions: z.record(z.string(), actionSchema).default({}),
+  })
+  .strict();
+
+export type PolicyConfig = z.infer<typeof policySchema>;
+
+const tenantSchema = z
+  .object({
+    id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be lower-case letters, digits and "-"'),
+    name: z.string().min(1),
+    domains: z.array(domain).min(1),
+    deliverTo,
+    sanitize: z.boolean().default(false),
+    /** Per-tenant policy overrides, merged key by key over the global policy. */
+    policy: policySchema.partial().optional(),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    hostname: z.string().min(1),
+    smtp: z
+      .object({
+        listen: listenAddress.default('127.0.0.1:2525'),
+        maxMessageBytes: z.number().int().positive().default(52_428_800),
+        maxRecipients: z.number().int().positive().default(100),
+        /** Concurrent connections from one IP; more get `421 4.7.0`. */
+        maxConnectionsPerIp: z.number().int().positive().default(20),
+        /** Connections all together; more get `421 4.3.2`. */
+        maxConnections: z.number().int().positive().default(1000),
+        /** New connections from one IP per minute; more get `421 4.7.0`. */
+        connectionRatePerIpPerMinute: z.number().int().positive().default(600),
+        /** Idle time before a connection is closed with `421 4.4.2` (slowloris guard). */
+        socketTimeoutMs: ms(60_000),
+        /** Unrecognised or out-of-sequence commands before the connection is closed. */
+        maxBadCommands: z.number().int().positive().default(10),
+        /** How long the ingress waits for the verdict after DATA so that it can answer 550 in-session. */
+        verdictWaitMs: ms(0),
+        /** On shutdown, how long open SMTP sessions may finish their transaction before they get 421. */
+        closeTimeoutMs: ms(30_000),
+        /** Reverse DNS of clients for the Received header (needs a working resolver). */
+        reverseLookup: z.boolean().default(false),
+        tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
+      })
+      .strict()
+      .prefault({}),
+    redis: z
+      .object({
+        url: z.string().regex(/^rediss?:\/\//, 'must be redis://host:port/db or rediss://…').optional(),
+        /** Key prefix of every BullMQ key, so that several installations (or tests) share one Redis. */
+        prefix: z.string().min(1).default('sekisho'),
+      })
+      .strict()
+      .prefault({}),
+    dataDir: z.string().min(1).default('./var'),
+    admin: z
+      .object({ listen: listenAddress.default('127.0.0.1:8025') })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .strict()
+      .prefault({}),
+    queue: z
+      .object({
+        scanConcurrency: z.number().int().positive().default(4),
+        deliverConcurrency: z.number().int().positive().default(16),
+        /** Failed attempts (crashes, not downstream deferrals) before a message is held as `failed`. */
+        maxAttempts: z.number().int().positive().default(5),
+        /** Base delay between such attempts; doubled each time. */
+        attemptBackoffMs: ms(2_000),
+        /** How often the spool is compared with Redis to re-enqueue what Redis lost. */
+        reconcileIntervalMs: ms(30_000),
+        /** BullMQ job lock; a worker that dies mid-job loses its jobs to another worker after about this long. */
+        lockDurationMs: ms(30_000),
+      })
+      .strict()
+      .prefault({}),
+    scan: z
+      .object({
+        /** Deadline of one check; past it the runner emits `<CHECK>_FAIL`. */
+        checkTimeoutMs: ms(30_000),
+        /** When a check failed: scan again after this delay… */
+        failRetryDelayMs: ms(60_000),
+        /** …until this long after receipt; then the message is quarantined (never delivered unscanned). */
+        failQuarantineAfterMs: ms(3_600_000),
+      })
+      .strict()
+      .prefault({}),
+    delivery: z
+      .object({
+        retryInitialDelayMs: ms(300_000),
+        retryMaxDelayMs: ms(3_600_000),
+        /** After this long since receipt a temporary failure becomes permanent (DSN to the sender). */
+        giveUpAfterMs: ms(5 * 24 * 3_600_000),
+        /** Send one "delayed" DSN after this long (0 = never). */
+        delayNoticeAfterMs: ms(4 * 3_600_000),
+        connectTimeoutMs: ms(30_000),
+        /** Inactivity limit of one SMTP conversation with a downstream server. */
+        socketTimeoutMs: ms(300_000),
+        /** Pooled connections per tenant route. */
+        maxConnectionsPerRoute: z.number().int().positive().default(5),
+        /** Route for DSNs to senders outside every tenant (the prefecture's outbound relay). */
+        outboundRelay: deliverTo.optional(),
+      })
+      .strict()
+      .prefault({}),
+    clamav: z
+      .object({
+        /** clamd's unix socket; with neither socket nor host, Sekisho runs a clamd of its own. */
+        socket: z.string().min(1).optional(),
+        host: z.string().min(1).optional(),
+        port: z.number().int().min(1).max(65535).default(3310),
+        timeoutMs: ms(60_000),
+        /** Official signature directory (freshclam's) for the managed clamd. */
+        databaseDir: z.string().min(1).default('/var/lib/clamav'),
+        /** SHA-256 blocklist maintained by the SOC (one hex hash per line, `#` comments); reloaded on change. */
+        hashBlocklistFile: z.string().min(1).optional(),
+        /** Managed clamd only: how long it may take to load its databases (official ones: ~30 s on 2 cores). */
+        startTimeoutMs: ms(180_000),
+        /** Managed clamd only: scanning threads (each scans one stream; more than the cores only queues). */
+        maxThreads: z.number().int().positive().default(8),
+        archive: z
+          .object({
+            maxDepth: z.number().int().positive().default(5),
+            maxExpandedBytes: z.number().int().positive().default(200 * 1024 * 1024),
+            maxRatio: z.number().positive().default(100),
+            maxEntries: z.number().int().positive().default(10_000),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    policy: policySchema.prefault({}),
+    tenants: z.array(tenantSchema).min(1, 'at least one tenant is needed'),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    const seenIds = new Map<string, number>();
+    const seenDomains = new Map<string, string>();
+    cfg.tenants.forEach((t, i) => {
+      if (seenIds.has(t.id)) {
+        ctx.addIssue({ code: 'custom', path: ['tenants', i, 'id'], message: `duplicate tenant id "${t.id}"` });
+      }
+      seenIds.set(t.id, i);
+      t.domains.forEach((d, j) => {
+        const owner = seenDomains.get(d);
+        if (owner !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['tenants', i, 'domains', j],
+            message: `domain "${d}" already belongs to tenant "${owner}"`,
+          });
+        }
+        seenDomains.set(d, t.id);
+      });
+    });
+    if (cfg.clamav.socket && cfg.clamav.host) {
+      ctx.addIssue({ code: 'custom', path: ['clamav'], message: 'set either clamav.socket or clamav.host, not both' });
+    }
+  });
+
+export type Config = z.infer<typeof configSchema>;
+export type TenantConfig = Config['tenants'][number];
+export type Action = z.infer<typeof actionSchema>;

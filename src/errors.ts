@@ -1,0 +1,34 @@
+/**
+ * The error catalogue: every error Sekisho raises on purpose has a stable code `SEKISHO_ERR_<AREA>_<WHAT>`.
+ * docs/errors.md lists the same codes; test/unit/errors.test.ts keeps the two in sync.
+ */
+export const errorCodes = {
+  SEKISHO_ERR_CONFIG_INVALID: 'the configuration file failed validation',
+  SEKISHO_ERR_CONFIG_READ: 'the configuration file could not be read or parsed as YAML',
+  SEKISHO_ERR_SPOOL_WRITE: 'a message could not be written and fsync\'d to the spool',
+  SEKISHO_ERR_SPOOL_NOT_FOUND: 'a message id has no file in the spool',
+  SEKISHO_ERR_SPOOL_ID: 'a message id is not 8 to 64 characters of [0-9a-z]',
+  SEKISHO_ERR_SPOOL_READ: 'a spooled message could not be read or listed',
+  SEKISHO_ERR_SPOOL_DELETE: 'a spooled message could not be deleted',
+  SEKISHO_ERR_META_NOT_FOUND: 'a message id has no metadata row',
+  SEKISHO_ERR_META_DUPLICATE: 'a message id already has a metadata row',
+  SEKISHO_ERR_META_SCHEMA: 'the metadata database has a newer schema than this Sekisho knows',
+  SEKISHO_ERR_QUEUE_ENQUEUE: 'a job could not be added to Redis',
+  SEKISHO_ERR_SMTP_SIZE: 'a message exceeded smtp.maxMessageBytes',
+  SEKISHO_ERR_DELIVERY_ROUTE: 'a recipient has no route (no tenant owns its domain)',
+  SEKISHO_ERR_SERVICE_START: 'a managed service (redis-server, clamd) could not be started',
+  SEKISHO_ERR_SCAN_TIMEOUT: 'a check did not finish before scan.checkTimeoutMs',
+  SEKISHO_ERR_CLAMAV_UNAVAILABLE: 'clamd could not be reached or answered with an error',
+  SEKISHO_ERR_HASH_BLOCKLIST_INVALID: 'the hash blocklist file could not be read or has a malformed line',
+} as const;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export class SekishoError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SekishoError';
+    this.code = code;
+  }
+}

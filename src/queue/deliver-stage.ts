@@ -1,0 +1,158 @@
+/**
+ * The `deliver` stage: one job per (message, route). Sends the spooled bytes to the tenant's server for every
+ * recipient of that tenant not yet in a final state, records each recipient's outcome, and reschedules itself
+ * for the deferred ones with exponential backoff (delivery.retryInitialDelayMs doubling to retryMaxDelayMs)
+ * until delivery.giveUpAfterMs, when they bounce. Recipients already `delivered` are never sent again, so a
+ * retried, duplicated or recovered job cannot deliver twice.
+ */
+import { DelayedError, type Job } from 'bullmq';
+import { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { DsnRecipient } from '../smtp/dsn.ts';
+import { statusFromReply } from '../smtp/dsn.ts';
+import type { RecipientOutcome } from '../smtp/delivery.ts';
+import type { MessageRecord, RecipientRecord } from '../spool/meta-store.ts';
+import { finalizeIfDone } from './finalize.ts';
+import { notifySender } from './notify-sender.ts';
+import { OUTBOUND_ROUTE, type DeliverJobData } from './pipeline.ts';
+import type { WorkerDeps } from './worker-deps.ts';
+
+/** A recovered job that runs this much before a recipient's next attempt is due goes back to sleep. */
+const EARLY_TOLERANCE_MS = 1_000;
+
+export function retryDelayMs(attempt: number, cfg: { retryInitialDelayMs: number; retryMaxDelayMs: number }): number {
+  const exp = Math.min(attempt - 1, 30);
+  return Math.min(cfg.retryInitialDelayMs * 2 ** Math.max(0, exp), cfg.retryMaxDelayMs);
+}
+
+function enhancedOf(response: string): string | null {
+  return /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})\b/.exec(response)?.[1] ?? null;
+}
+
+function dsnRecipient(o: RecipientOutcome, action: 'failed' | 'delayed', remote: string | null, permanent: boolean): DsnRecipient {
+  return {
+    address: o.address,
+    action,
+    status: statusFromReply(o.code, enhancedOf(o.response), permanent),
+    diagnostic: o.response,
+    remoteMta: remote,
+    lastAttemptAt: Date.now(),
+  };
+}
+
+function tagHeader(msg: MessageRecord, route: string): Buffer {
+  const v = msg.verdict as { decisions?: Record<string, { score: number }>; symbols?: { name: string }[] } | null;
+  const score = v?.decisions?.[route]?.score ?? 0;
+  const names = (v?.symbols ?? []).map((s) => s.name).join(', ');
+  return Buffer.from(`X-Sekisho-Verdict: tagged; score=${score}\r\nX-Sekisho-Symbols: ${names || 'none'}\r\n`, 'latin1');
+}
+
+async function* concat(prefix: Buffer, rest: Readable): AsyncGenerator<Buffer> {
+  yield prefix;
+  for await (const chunk of rest) yield chunk as Buffer;
+}
+
+export function createDeliverProcessor(deps: WorkerDeps) {
+  const { config, meta, store, tenants, deliverer, metrics } = deps;
+
+  async function bounce(msg: MessageRecord, outcomes: RecipientOutcome[], remote: string | null, tenant: string, log: Logger) {
+    if (!outcomes.length) return;
+    // DSN first, then the state: a crash in between repeats the DSN rather than losing it.
+    await notifySender(deps, msg, outcomes.map((o) => dsnRecipient(o, 'failed', remote, true)), log);
+    for (const o of outcomes) {
+      await meta.updateRecipients(msg.id, [o.address], { state: 'bounced', response: o.response, nextAttemptAt: null, countAttempt: true });
+    }
+    metrics.deliveries.inc({ outcome: 'bounced', tenant }, outcomes.length);
+    log.warn({ recipients: outcomes.map((o) => `${o.address}: ${o.response}`) }, 'bounced');
+  }
+
+  return async function processDeliver(job: Job<DeliverJobData>, token?: string): Promise<void> {
+    const { mid, route } = job.data;
+    const log = deps.log.child({ mid, stage: 'deliver', route });
+    const msg = await meta.getMessage(mid);
+    if (!msg || msg.state !== 'delivering') return;
+    const mine = (await meta.getRecipients(mid)).filter(
+      (r: RecipientRecord) => r.tenantId === route && (r.state === 'pending' || r.state === 'deferred'),
+    );
+    if (!mine.length) {
+      await finalizeIfDone(deps, mid, log);
+      return;
+    }
+    const due = Math.min(...mine.map((r) => r.nextAttemptAt ?? 0));
+    if (due > Date.now() + EARLY_TOLERANCE_MS) {
+      await job.moveToDelayed(due, token);
+      throw new DelayedError();
+    }
+
+    const url = route === OUTBOUND_ROUTE ? config.delivery.outboundRelay : tenants.byId(route)?.deliverTo;
+    const addresses = mine.map((r) => r.address);
+    const started = performance.now();
+    let outcome;
+    if (!url) {
+      const response =
+        route === OUTBOUND_ROUTE ? '451 4.4.0 no outbound route: set delivery.outboundRelay' : `451 4.4.0 tenant "${route}" is not configured`;
+      outcome = { delivered: [], bounced: [], remote: '', deferred: addresses.map((address) => ({ address, response, code: 451 })) };
+    } else {
+      const file = store.createReadStream(mid);
+      const tagged = mine[0]?.action === 'deliver-tagged';
+      const body = tagged ? Readable.from(concat(tagHeader(msg, route), file)) : file;
+      try {
+        outcome = await deliverer.send({ route: url, from: msg.mailFrom, to: addresses, body });
+      } finally {
+        body.destroy();
+        file.destroy();
+      }
+    }
+    metrics.stageSeconds.observe({ stage: 'deliver' }, (performance.now() - started) / 1000);
+
+    for (const o of outcome.delivered) {
+      await meta.updateRecipients(mid, [o.address], { state: 'delivered', response: o.response, nextAttemptAt: null, countAttempt: true });
+      metrics.endToEndSeconds.observe((Date.now() - msg.receivedAt) / 1000);
+    }
+    if (outcome.delivered.length) {
+      metrics.deliveries.inc({ outcome: 'delivered', tenant: route }, outcome.delivered.length);
+      log.info({ recipients: outcome.delivered.map((o) => o.address), remote: outcome.remote, response: outcome.delivered[0]?.response }, 'delivered');
+    }
+    await bounce(msg, outcome.bounced, outcome.remote || null, route, log);
+
+    let nextAt = Infinity;
+    if (outcome.deferred.length) {
+      const now = Date.now();
+      const age = now - msg.receivedAt;
+      if (age >= config.delivery.giveUpAfterMs) {
+        const expired = outcome.deferred.map((o) => ({ ...o, response: `${o.response} (gave up after ${Math.round(age / 3_600_000)} h)` }));
+        await bounce(msg, expired, outcome.remote || null, route, log);
+      } else {
+        const byAddress = new Map(mine.map((r) => [r.address, r]));
+        const notice: DsnRecipient[] = [];
+        for (const o of outcome.deferred) {
+          const r = byAddress.get(o.address);
+          const attempt = (r?.attempts ?? 0) + 1;
+          const at = now + retryDelayMs(attempt, config.delivery);
+          nextAt = Math.min(nextAt, at);
+          const noticeDue = config.delivery.delayNoticeAfterMs > 0 && age >= config.delivery.delayNoticeAfterMs && !r?.delayNoticeSent;
+          if (noticeDue) notice.push(dsnRecipient(o, 'delayed', outcome.remote || null, false));
+          await meta.updateRecipients(mid, [o.address], {
+            state: 'deferred',
+            response: o.response,
+            nextAttemptAt: at,
+            countAttempt: true,
+            ...(noticeDue ? { delayNoticeSent: true } : {}),
+          });
+        }
+        if (notice.length) await notifySender(deps, msg, notice, log);
+        metrics.deliveries.inc({ outcome: 'deferred', tenant: route }, outcome.deferred.length);
+        log.warn(
+          { recipients: outcome.deferred.map((o) => `${o.address}: ${o.response}`), retryAt: new Date(nextAt).toISOString() },
+          'deferred',
+        );
+      }
+    }
+
+    await finalizeIfDone(deps, mid, log);
+    if (nextAt !== Infinity) {
+      await job.moveToDelayed(nextAt, token);
+      throw new DelayedError();
+    }
+  };
+}

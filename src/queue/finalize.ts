@@ -1,0 +1,34 @@
+/**
+ * Closing a message: once every recipient is in a final state the message becomes `done`, its summary line is
+ * logged (STYLE rule 9), and its bytes leave the spool unless a recipient's copy is held in quarantine.
+ */
+import type { Logger } from 'pino';
+import { finalRecipientStates } from '../spool/meta-store.ts';
+import type { WorkerDeps } from './worker-deps.ts';
+
+export async function finalizeIfDone(deps: Pick<WorkerDeps, 'meta' | 'store'>, mid: string, log: Logger): Promise<boolean> {
+  const msg = await deps.meta.getMessage(mid);
+  if (!msg || msg.state !== 'delivering') return false;
+  const rcpts = await deps.meta.getRecipients(mid);
+  if (!rcpts.every((r) => finalRecipientStates.includes(r.state))) return false;
+  await deps.meta.updateMessage(mid, { state: 'done' });
+  const count = (s: string) => rcpts.filter((r) => r.state === s).length;
+  const held = count('quarantined') > 0;
+  if (!held) await deps.store.delete(mid);
+  log.info(
+    {
+      summary: true,
+      from: msg.mailFrom,
+      origin: msg.origin,
+      delivered: count('delivered'),
+      bounced: count('bounced'),
+      quarantined: count('quarantined'),
+      rejected: count('rejected'),
+      actions: [...new Set(rcpts.map((r) => r.action))],
+      delayMs: Date.now() - msg.receivedAt,
+      size: msg.size,
+    },
+    'message done',
+  );
+  return true;
+}

@@ -1,0 +1,69 @@
+/**
+ * Delivery status notifications to the envelope sender (RFC 3464): a bounce for recipients that failed for good,
+ * one "delayed" notice for recipients still being retried. A DSN is spooled and delivered like any message
+ * (durable, retried), but with the null sender, so it can never cause another DSN; none goes to the null sender.
+ * The route is the sender's tenant when the sender is one of ours, else delivery.outboundRelay.
+ */
+import { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { buildDsn, type DsnRecipient } from '../smtp/dsn.ts';
+import type { MessageRecord } from '../spool/meta-store.ts';
+import { newMessageId } from '../spool/message-id.ts';
+import { OUTBOUND_ROUTE } from './pipeline.ts';
+import type { WorkerDeps } from './worker-deps.ts';
+
+/** Header bytes of the original quoted in the DSN; headers only, never the body (no backscattered content). */
+const MAX_QUOTED_HEADER_BYTES = 64 * 1024;
+
+export function headerBlock(raw: Buffer): Buffer {
+  const crlf = raw.indexOf('\r\n\r\n');
+  const lf = raw.indexOf('\n\n');
+  const ends = [crlf < 0 ? Infinity : crlf + 2, lf < 0 ? Infinity : lf + 1];
+  const end = Math.min(...ends, raw.length, MAX_QUOTED_HEADER_BYTES);
+  return raw.subarray(0, end);
+}
+
+export async function notifySender(
+  deps: Pick<WorkerDeps, 'config' | 'tenants' | 'store' | 'meta' | 'pipeline'>,
+  msg: MessageRecord,
+  recipients: DsnRecipient[],
+  log: Logger,
+): Promise<string | undefined> {
+  if (!msg.mailFrom || msg.origin === 'dsn' || !recipients.length) return undefined;
+  const { config, tenants, store, meta, pipeline } = deps;
+  const raw = await store.read(msg.id);
+  const delayed = recipients.every((r) => r.action === 'delayed');
+  const dsn = buildDsn({
+    reportingMta: config.hostname,
+    originalMessageId: msg.id,
+    arrivalDate: msg.receivedAt,
+    sender: msg.mailFrom,
+    recipients,
+    originalHeaders: headerBlock(raw),
+    messageIdDomain: config.hostname,
+    willRetryUntil: delayed ? msg.receivedAt + config.delivery.giveUpAfterMs : undefined,
+  });
+  const id = newMessageId();
+  const route = tenants.forAddress(msg.mailFrom)?.id ?? OUTBOUND_ROUTE;
+  const written = await store.write(id, Readable.from([dsn]));
+  await meta.insertMessage({
+    id,
+    origin: 'dsn',
+    receivedAt: Date.now(),
+    mailFrom: '',
+    clientIp: '127.0.0.1',
+    helo: config.hostname,
+    tls: null,
+    size: written.size,
+    sha256: written.sha256,
+    headerMessageId: null,
+    subject: delayed ? 'Delayed Mail' : 'Undelivered Mail Returned to Sender',
+    recipients: [{ address: msg.mailFrom, tenantId: route }],
+  });
+  // Our own notice needs no scan: straight to delivery.
+  await meta.updateRecipients(id, undefined, { action: 'deliver' });
+  await meta.updateMessage(id, { state: 'delivering' });
+  await pipeline.enqueueDeliver(id, route);
+  log.info({ dsn: id, to: msg.mailFrom, kind: delayed ? 'delayed' : 'failed', recipients: recipients.map((r) => r.address) }, 'DSN queued');
+  return id;
+}

@@ -1,0 +1,124 @@
+/**
+ * The `scan` stage: runs the registered checks on one message, lets policy choose an action per tenant, records
+ * the verdict and the per-recipient actions, and hands the deliverable recipients to the `deliver` stage.
+ *
+ * Fail closed: when a check failed (`<CHECK>_FAIL`), the whole message waits (the job is delayed by
+ * scan.failRetryDelayMs) and is scanned again; after scan.failQuarantineAfterMs it is quarantined. No recipient
+ * is ever handed to delivery on an incomplete verdict.
+ */
+import { DelayedError, type Job } from 'bullmq';
+import type { Action } from '../config/schema.ts';
+import { decide, type Decision } from '../policy/decide.ts';
+import { runChecks } from '../scan/runner.ts';
+import type { RecipientState } from '../spool/meta-store.ts';
+import type { ScanJobData, ScanResult } from './pipeline.ts';
+import type { WorkerDeps } from './worker-deps.ts';
+import { finalizeIfDone } from './finalize.ts';
+
+/** What each action means for a recipient once the SMTP session is over. */
+function stateFor(action: Action): { state: RecipientState; deliver: boolean; why?: string } {
+  switch (action) {
+    case 'deliver':
+    case 'deliver-tagged':
+      return { state: 'pending', deliver: true };
+    case 'quarantine':
+      return { state: 'quarantined', deliver: false };
+    case 'reject':
+      // After the 250 a reject cannot reach the sender without backscatter: hold the message instead.
+      return { state: 'quarantined', deliver: false, why: 'rejected by policy after acceptance' };
+    case 'sanitize':
+      // The sanitizer (メール無害化) is not part of this build; mail for a sanitizing tenant is held, never
+      // delivered unsanitized.
+      return { state: 'quarantined', deliver: false, why: 'sanitizer not available' };
+    case 'tempfail':
+      return { state: 'pending', deliver: false };
+  }
+}
+
+export function createScanProcessor(deps: WorkerDeps) {
+  const { config, meta, store, tenants, pipeline, checks, metrics } = deps;
+
+  return async function processScan(job: Job<ScanJobData, ScanResult>, token?: string): Promise<ScanResult> {
+    const { mid, sessionDeadline } = job.data;
+    const log = deps.log.child({ mid, stage: 'scan' });
+    const msg = await meta.getMessage(mid);
+    if (!msg || msg.state !== 'received') return { outcome: 'accepted' }; // done already (idempotent re-run)
+    const recipients = await meta.getRecipients(mid);
+    const started = performance.now();
+    const raw = await store.read(mid);
+    const verdict = await runChecks(
+      checks,
+      {
+        messageId: mid,
+        raw,
+        log,
+        envelope: {
+          mailFrom: msg.mailFrom,
+          recipients: recipients.map((r) => ({ address: r.address, tenantId: r.tenantId })),
+          clientIp: msg.clientIp,
+          helo: msg.helo,
+          tls: msg.tls,
+        },
+      },
+      {
+        checkTimeoutMs: config.scan.checkTimeoutMs,
+        onCheckDone: (check, outcome, ms) => metrics.checkSeconds.observe({ check, outcome }, ms / 1000),
+      },
+    );
+    metrics.stageSeconds.observe({ stage: 'scan' }, (performance.now() - started) / 1000);
+
+    const ageMs = Date.now() - msg.receivedAt;
+    const decisions = new Map<string, Decision>();
+    for (const tenantId of new Set(recipients.map((r) => r.tenantId))) {
+      const tenant = tenants.byId(tenantId);
+      if (!tenant) {
+        // The tenant was removed from the config after the message arrived: hold it for an operator.
+        decisions.set(tenantId, { action: 'quarantine', score: 0, reasons: [`tenant "${tenantId}" is no longer configured`] });
+        continue;
+      }
+      decisions.set(tenantId, decide(verdict, tenant, config.policy, { ageMs, scan: config.scan }));
+    }
+    const record = {
+      ...verdict,
+      decisions: Object.fromEntries([...decisions].map(([t, d]) => [t, d])),
+      scannedAt: Date.now(),
+    };
+
+    if ([...decisions.values()].some((d) => d.action === 'tempfail')) {
+      await meta.updateMessage(mid, { verdict: record, lastError: verdict.failedChecks.map((c) => `${c} failed`).join('; ') });
+      log.warn({ failedChecks: verdict.failedChecks, retryInMs: config.scan.failRetryDelayMs }, 'check failed; scan again later');
+      await job.moveToDelayed(Date.now() + config.scan.failRetryDelayMs, token);
+      throw new DelayedError();
+    }
+
+    const actions = [...decisions.values()].map((d) => d.action);
+    if (actions.every((a) => a === 'reject') && sessionDeadline > Date.now() && (await pipeline.claimSession(mid, 'worker'))) {
+      const reply = [...decisions.values()].flatMap((d) => d.reasons).join('; ');
+      await meta.updateMessage(mid, { state: 'rejected', verdict: record, lastError: null });
+      await meta.updateRecipients(mid, undefined, { state: 'rejected', action: 'reject', response: `550 5.7.1 ${reply}` });
+      await store.delete(mid);
+      for (const [tenant] of decisions) metrics.actions.inc({ action: 'reject', tenant });
+      log.info({ symbols: verdict.symbols, reply }, 'rejected in session');
+      return { outcome: 'rejected', reply };
+    }
+
+    const deliverTo = new Set<string>();
+    for (const [tenantId, d] of decisions) {
+      const s = stateFor(d.action);
+      const addresses = recipients.filter((r) => r.tenantId === tenantId).map((r) => r.address);
+      const response = s.state === 'quarantined' ? `quarantined: ${[s.why, ...d.reasons].filter(Boolean).join('; ')}` : null;
+      await meta.updateRecipients(mid, addresses, { action: d.action, state: s.state, response });
+      metrics.actions.inc({ action: d.action, tenant: tenantId });
+      if (s.state === 'quarantined') metrics.deliveries.inc({ outcome: 'quarantined', tenant: tenantId }, addresses.length);
+      if (s.deliver) deliverTo.add(tenantId);
+    }
+    await meta.updateMessage(mid, { state: 'delivering', verdict: record, lastError: null });
+    for (const tenantId of deliverTo) await pipeline.enqueueDeliver(mid, tenantId);
+    log.info(
+      { symbols: verdict.symbols.map((s) => s.name), actions: Object.fromEntries([...decisions].map(([t, d]) => [t, d.action])) },
+      'scanned',
+    );
+    if (!deliverTo.size) await finalizeIfDone(deps, mid, log);
+    return { outcome: 'accepted' };
+  };
+}

@@ -1,0 +1,74 @@
+/**
+ * The BullMQ workers of the stages, and the poison-message rule: a job that crashed queue.maxAttempts times
+ * (not a deferral — those are delays, not failures) moves its message to the `failed` hold, visible to operators
+ * (GET /api/messages?state=failed, sekisho_messages_failed_total) instead of looping.
+ */
+import { Worker, type Job } from 'bullmq';
+import { redisOptions, type DeliverJobData, type ScanJobData, type ScanResult } from './pipeline.ts';
+import { createDeliverProcessor } from './deliver-stage.ts';
+import { createScanProcessor } from './scan-stage.ts';
+import type { WorkerDeps } from './worker-deps.ts';
+
+/** How often BullMQ looks for jobs whose worker died (their lock expired); a fraction of the lock time. */
+const STALLED_CHECKS_PER_LOCK = 2;
+
+export class StageWorkers {
+  readonly #workers: Worker[];
+  readonly #deps: WorkerDeps;
+
+  constructor(deps: WorkerDeps) {
+    this.#deps = deps;
+    const { config, pipeline } = deps;
+    const base = {
+      connection: redisOptions(pipeline.redisUrl, true),
+      prefix: pipeline.prefix,
+      lockDuration: config.queue.lockDurationMs,
+      stalledInterval: Math.max(1_000, Math.floor(config.queue.lockDurationMs / STALLED_CHECKS_PER_LOCK)),
+      maxStalledCount: config.queue.maxAttempts,
+      autorun: false,
+    };
+    const scan = new Worker<ScanJobData, ScanResult>('scan', createScanProcessor(deps), {
+      ...base,
+      concurrency: config.queue.scanConcurrency,
+    });
+    const deliver = new Worker<DeliverJobData>('deliver', createDeliverProcessor(deps), {
+      ...base,
+      concurrency: config.queue.deliverConcurrency,
+    });
+    this.#workers = [scan, deliver];
+    for (const w of this.#workers) {
+      w.on('failed', (job, err) => void this.#onFailed(job, err));
+      w.on('error', (err) => deps.log.error({ err, queue: w.name }, 'worker error'));
+    }
+  }
+
+  async #onFailed(job: Job<{ mid: string }> | undefined, err: Error): Promise<void> {
+    if (!job) return;
+    const { log, meta, metrics, config } = this.#deps;
+    const mid = job.data.mid;
+    const final = job.attemptsMade >= (job.opts.attempts ?? 1);
+    log.error({ err, mid, stage: job.queueName, attempt: job.attemptsMade, final }, 'job failed');
+    try {
+      await meta.updateMessage(mid, {
+        lastError: `${job.queueName}: ${err.message}`,
+        countAttempt: true,
+        ...(final ? { state: 'failed' as const } : {}),
+      });
+      if (final) {
+        metrics.failedHold.inc();
+        log.error({ mid, attempts: config.queue.maxAttempts }, 'message moved to the failed hold');
+      }
+    } catch (e) {
+      log.error({ err: e, mid }, 'could not record the failure');
+    }
+  }
+
+  start(): void {
+    for (const w of this.#workers) void w.run();
+  }
+
+  /** Stops taking jobs and waits for the active ones to finish. */
+  async close(): Promise<void> {
+    await Promise.all(this.#workers.map((w) => w.close()));
+  }
+}

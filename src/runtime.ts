@@ -1,0 +1,128 @@
+/**
+ * The composition root: the only place that wires real components (Redis, stores, SMTP transports, scan
+ * engines) into the ingress, the stage workers and the admin app (STYLE rule 5). The CLI and the integration
+ * tests both build Sekisho from these pieces.
+ */
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { buildAdminApp, type AdminDeps } from './admin/app.ts';
+import { createMetrics, type Metrics } from './admin/metrics.ts';
+import type { Config } from './config/schema.ts';
+import { TenantIndex } from './config/tenants.ts';
+import { Pipeline } from './queue/pipeline.ts';
+import { Reconciler } from './queue/reconciler.ts';
+import { StageWorkers } from './queue/workers.ts';
+import { createChecks, type ScanEngines } from './scan/registry.ts';
+import { SmtpDeliverer, type Deliverer } from './smtp/delivery.ts';
+import { Ingress } from './smtp/ingress.ts';
+import { FileMessageStore } from './spool/file-message-store.ts';
+import type { MessageStore } from './spool/message-store.ts';
+import type { MetaStore } from './spool/meta-store.ts';
+import { SqliteMetaStore } from './spool/sqlite-meta-store.ts';
+
+export interface Stores {
+  store: MessageStore;
+  meta: MetaStore;
+}
+
+export function openStores(config: Config): Stores {
+  return {
+    store: new FileMessageStore(config.dataDir),
+    meta: new SqliteMetaStore(path.join(config.dataDir, 'meta.sqlite')),
+  };
+}
+
+export async function closeStores(s: Stores): Promise<void> {
+  await s.store.close();
+  await s.meta.close();
+}
+
+export interface Running {
+  stop(): Promise<void>;
+}
+
+export interface WorkerRuntime extends Running {
+  pipeline: Pipeline;
+  reconciler: Reconciler;
+  metrics: Metrics;
+}
+
+export async function startWorker(
+  config: Config,
+  opts: { redisUrl: string; engines: ScanEngines; log: Logger; stores: Stores; deliverer?: Deliverer; metrics?: Metrics },
+): Promise<WorkerRuntime> {
+  const metrics = opts.metrics ?? createMetrics('worker');
+  const pipeline = new Pipeline(opts.redisUrl, config.redis.prefix, config.queue);
+  const deliverer = opts.deliverer ?? new SmtpDeliverer(config.delivery, config.hostname);
+  const workers = new StageWorkers({
+    config,
+    tenants: new TenantIndex(config.tenants),
+    store: opts.stores.store,
+    meta: opts.stores.meta,
+    pipeline,
+    checks: createChecks(config, opts.engines),
+    deliverer,
+    log: opts.log,
+    metrics,
+  });
+  const reconciler = new Reconciler(opts.stores.meta, pipeline, opts.log, config.queue.reconcileIntervalMs);
+  const recovered = await reconciler.run();
+  if (recovered) opts.log.info({ unfinished: recovered }, 'recovered unfinished messages from the spool');
+  workers.start();
+  reconciler.start();
+  return {
+    pipeline,
+    reconciler,
+    metrics,
+    async stop() {
+      await reconciler.stop();
+      await workers.close();
+      await deliverer.close();
+      await pipeline.close();
+    },
+  };
+}
+
+export interface IngressRuntime extends Running {
+  port: number;
+  pipeline: Pipeline;
+  metrics: Metrics;
+}
+
+export async function startIngress(
+  config: Config,
+  opts: { redisUrl: string; log: Logger; stores: Stores; metrics?: Metrics; pipeline?: Pipeline },
+): Promise<IngressRuntime> {
+  const metrics = opts.metrics ?? createMetrics('ingress');
+  const pipeline = opts.pipeline ?? new Pipeline(opts.redisUrl, config.redis.prefix, config.queue);
+  const ingress = new Ingress({
+    config,
+    tenants: new TenantIndex(config.tenants),
+    store: opts.stores.store,
+    meta: opts.stores.meta,
+    pipeline,
+    log: opts.log,
+    metrics,
+  });
+  const { port } = await ingress.listen();
+  opts.log.info({ listen: `${config.smtp.listen.replace(/:\d+$/, '')}:${port}` }, 'SMTP ingress listening');
+  return {
+    port,
+    pipeline,
+    metrics,
+    async stop() {
+      await ingress.close();
+      if (!opts.pipeline) await pipeline.close();
+    },
+  };
+}
+
+export async function startAdmin(config: Config, deps: AdminDeps, log: Logger): Promise<Running & { port: number }> {
+  const app = buildAdminApp(deps);
+  const i = config.admin.listen.lastIndexOf(':');
+  await app.listen({ host: config.admin.listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(config.admin.listen.slice(i + 1)) });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  log.info({ listen: config.admin.listen, port }, 'admin listening');
+  return { port, stop: () => app.close() };
+}

@@ -1,0 +1,118 @@
+/**
+ * clamav — antivirus through clamd, archive-aware, fail closed.
+ *
+ * What: the raw message and every decoded MIME part (base64/quoted-printable decoded, parts of attached
+ * message/rfc822 included) go to clamd by INSTREAM; each signature clamd names becomes a detail of CLAMAV_VIRUS.
+ * Why both: clamd's MIME parser and ours disagree on malformed mail, and malware hides in that gap; scanning the
+ * raw bytes and our decoded parts closes it from both sides.
+ *
+ * Archives are opened first, within clamav.archive limits (archive/inspect-archive.ts): an attachment over a limit
+ * is reported as ARCHIVE_LIMIT_EXCEEDED and neither it nor the raw message that carries it is handed to clamd (a
+ * zip bomb costs milliseconds here instead of clamd's MaxScanSize); an encrypted member is ARCHIVE_ENCRYPTED (PPAP:
+ * it cannot be scanned). clamd's own alerts for what it could not scan map to the same symbols:
+ * Heuristics.Encrypted.* → ARCHIVE_ENCRYPTED, Heuristics.Limits.Exceeded.* → ARCHIVE_LIMIT_EXCEEDED.
+ *
+ * clamd unreachable, too slow or answering with an error → CheckFailedError, which the runner turns into
+ * CLAMAV_FAIL: policy retries and never delivers the message unscanned.
+ */
+import type { Check, CheckContext, SymbolHit } from '../check.ts';
+import { CheckFailedError } from '../check.ts';
+import { inspectArchive, isInspectableArchive, type ArchiveLimits } from '../archive/inspect-archive.ts';
+import { ClamdClient, type ClamdEndpoint } from '../clamd-client.ts';
+
+export interface ClamavCheckOptions {
+  /** clamd's unix socket or TCP address: the managed clamd's, or clamav.socket / clamav.host. */
+  clamd: ClamdEndpoint;
+  /** Budget of one INSTREAM (connect, send, scan, reply): clamav.timeoutMs. */
+  timeoutMs: number;
+  archive: ArchiveLimits;
+}
+
+/**
+ * INSTREAM connections one message keeps open at once: the raw message and its attachments are scanned side by
+ * side on clamd's threads, while several messages in the pipeline still share clamd fairly (MaxThreads).
+ */
+const MAX_PARALLEL_SCANS = 4;
+
+const HEURISTIC_ENCRYPTED = /^Heuristics\.Encrypted\./;
+const HEURISTIC_LIMITS = /^Heuristics\.Limits\.Exceeded\./;
+
+interface ScanJob {
+  label: string;
+  data: Buffer;
+}
+
+function partLabel(path: string, filename: string | null): string {
+  return filename ? `part ${path} (${filename})` : `part ${path}`;
+}
+
+/** Runs `jobs` through `fn`, at most `limit` at a time; the first failure stops the others (their signal aborts). */
+async function eachLimited<T>(jobs: readonly T[], limit: number, outer: AbortSignal, fn: (job: T, signal: AbortSignal) => Promise<void>): Promise<void> {
+  const stop = new AbortController();
+  const signal = AbortSignal.any([outer, stop.signal]);
+  let next = 0;
+  const worker = async () => {
+    while (next < jobs.length && !signal.aborted) {
+      const job = jobs[next++] as T;
+      try {
+        await fn(job, signal);
+      } catch (err) {
+        stop.abort(err);
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, worker));
+}
+
+export function createClamavCheck(opts: ClamavCheckOptions): Check {
+  const client = new ClamdClient(opts.clamd, opts.timeoutMs);
+
+  return {
+    name: 'clamav',
+    failSymbol: 'CLAMAV_FAIL',
+    async run(ctx: CheckContext): Promise<SymbolHit[]> {
+      const found = new Map<string, Set<string>>();
+      const add = (symbol: string, detail: string) => {
+        const set = found.get(symbol) ?? new Set<string>();
+        set.add(detail);
+        found.set(symbol, set);
+      };
+
+      const { parts } = await ctx.parsed();
+      const jobs: ScanJob[] = [];
+      let withheld = false;
+      for (const part of parts) {
+        if (part.content.length === 0) continue;
+        const label = partLabel(part.path, part.filename);
+        if (isInspectableArchive(part.content)) {
+          const inspection = await inspectArchive(part.content, part.filename ?? `part ${part.path}`, opts.archive, ctx.signal);
+          for (const f of inspection.findings) add(f.symbol, f.detail);
+          if (inspection.overLimit) {
+            withheld = true;
+            ctx.log.info({ part: label, findings: inspection.findings }, 'archive over a limit: not handed to clamd');
+            continue;
+          }
+        }
+        jobs.push({ label, data: part.content });
+      }
+      if (!withheld) jobs.unshift({ label: 'raw message', data: ctx.raw });
+
+      try {
+        await eachLimited(jobs, MAX_PARALLEL_SCANS, ctx.signal, async (job, signal) => {
+          const { found: names } = await client.scan(job.data, signal);
+          for (const name of names) {
+            ctx.log.info({ part: job.label, signature: name }, 'clamd alert');
+            if (HEURISTIC_ENCRYPTED.test(name)) add('ARCHIVE_ENCRYPTED', `${job.label}: ${name}`);
+            else if (HEURISTIC_LIMITS.test(name)) add('ARCHIVE_LIMIT_EXCEEDED', `${job.label}: ${name}`);
+            else add('CLAMAV_VIRUS', name);
+          }
+        });
+      } catch (err) {
+        throw new CheckFailedError(`clamd: ${(err as Error).message}`, { cause: err });
+      }
+
+      return [...found].map(([name, details]) => ({ name, details: [...details].sort() }));
+    },
+  };
+}

@@ -1,0 +1,16 @@
+/**
+ * The checks every message goes through, in one list. A new check is added here and nowhere else; the runner
+ * gives each a deadline and turns its failure into its `<CHECK>_FAIL` symbol.
+ */
+import type { Config } from '../config/schema.ts';
+import type { Check } from './check.ts';
+import { createMimeStructureCheck } from './checks/mime-structure.ts';
+
+/** Network endpoints of the scan engines, resolved by the composition root (managed or configured). */
+export interface ScanEngines {
+  clamd?: { socket: string } | { host: string; port: number };
+}
+
+export function createChecks(_config: Config, _engines: ScanEngines): Check[] {
+  return [createMimeStructureCheck()];
+}

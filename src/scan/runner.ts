@@ -1,0 +1,97 @@
+/**
+ * The scan runner: runs every registered check on one message, concurrently, each with its own deadline and
+ * AbortSignal. A check that throws, rejects, or misses its deadline yields its `failSymbol` (e.g. CLAMAV_FAIL) and
+ * is listed in `failedChecks`: "scanner down" is a visible finding, never a silent pass (STYLE rule 2).
+ */
+import type { Logger } from 'pino';
+import type { Check, CheckContext, Envelope, SymbolHit } from './check.ts';
+import { parseMessage, type ParsedMessage } from './mime-parts.ts';
+
+export interface Verdict {
+  symbols: SymbolHit[];
+  /** Names of the checks that failed (their `<CHECK>_FAIL` symbol is in `symbols`). */
+  failedChecks: string[];
+  /** Milliseconds each check took. */
+  durationsMs: Record<string, number>;
+}
+
+export interface RunInput {
+  messageId: string;
+  envelope: Envelope;
+  raw: Buffer;
+  log: Logger;
+}
+
+export interface RunOptions {
+  checkTimeoutMs: number;
+  /** Aborts every check, e.g. on worker shutdown. */
+  signal?: AbortSignal;
+  /** Called once per check with its outcome, for metrics. */
+  onCheckDone?: (check: string, outcome: 'ok' | 'fail', ms: number) => void;
+}
+
+class CheckTimeoutError extends Error {
+  constructor(check: string, ms: number) {
+    super(`check ${check} did not finish within ${ms} ms`);
+    this.name = 'CheckTimeoutError';
+  }
+}
+
+export async function runChecks(checks: readonly Check[], input: RunInput, opts: RunOptions): Promise<Verdict> {
+  let parsedPromise: Promise<ParsedMessage> | undefined;
+  const parsed = () => (parsedPromise ??= parseMessage(input.raw));
+  const symbols: SymbolHit[] = [];
+  const failedChecks: string[] = [];
+  const durationsMs: Record<string, number> = {};
+
+  await Promise.all(
+    checks.map(async (check) => {
+      const controller = new AbortController();
+      const onOuterAbort = () => controller.abort(opts.signal?.reason);
+      opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
+      const log = input.log.child({ check: check.name });
+      const ctx: CheckContext = {
+        messageId: input.messageId,
+        envelope: input.envelope,
+        raw: input.raw,
+        parsed,
+        signal: controller.signal,
+        log,
+      };
+      const started = performance.now();
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const deadline = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            const err = new CheckTimeoutError(check.name, opts.checkTimeoutMs);
+            controller.abort(err);
+            reject(err);
+          }, opts.checkTimeoutMs);
+        });
+        const aborted = new Promise<never>((_, reject) => {
+          if (controller.signal.aborted) reject(controller.signal.reason);
+          controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
+        });
+        const hits = await Promise.race([check.run(ctx), deadline, aborted]);
+        symbols.push(...hits);
+        const ms = Math.round(performance.now() - started);
+        durationsMs[check.name] = ms;
+        opts.onCheckDone?.(check.name, 'ok', ms);
+      } catch (err) {
+        const reason = err instanceof Error ? err.message : String(err);
+        const ms = Math.round(performance.now() - started);
+        durationsMs[check.name] = ms;
+        failedChecks.push(check.name);
+        symbols.push({ name: check.failSymbol, details: [reason] });
+        log.warn({ err, symbol: check.failSymbol }, 'check failed');
+        opts.onCheckDone?.(check.name, 'fail', ms);
+      } finally {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onOuterAbort);
+      }
+    }),
+  );
+  symbols.sort((a, b) => a.name.localeCompare(b.name));
+  failedChecks.sort();
+  return { symbols, failedChecks, durationsMs };
+}

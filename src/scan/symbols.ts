@@ -1,0 +1,46 @@
+/**
+ * The symbol catalogue: every finding a check may emit, with its group, default score and description.
+ * Scores here are defaults only; policy config overrides them (policy.scores). docs/symbols.md mirrors this file
+ * (kept in sync by test/unit/scan/symbols.test.ts).
+ */
+export interface SymbolInfo {
+  group: 'headers' | 'mime' | 'antivirus' | 'archive' | 'system';
+  /** Default score when policy.scores does not name the symbol. */
+  score: number;
+  description: string;
+}
+
+export const symbols = {
+  // mime-structure check
+  MIME_MALFORMED: { group: 'mime', score: 3, description: 'MIME structure cannot be parsed consistently (missing or unterminated boundary, bad nesting)' },
+  MIME_BOUNDARY_MISSING: { group: 'mime', score: 3, description: 'multipart Content-Type without a boundary parameter' },
+  MIME_UNTERMINATED_MULTIPART: { group: 'mime', score: 2, description: 'multipart body without its closing boundary' },
+  MIME_TOO_DEEP: { group: 'mime', score: 5, description: 'MIME nesting deeper than the parser limit' },
+  MIME_BAD_TRANSFER_ENCODING: { group: 'mime', score: 1, description: 'Content-Transfer-Encoding is not 7bit/8bit/binary/base64/quoted-printable' },
+  MIME_DOUBLE_EXTENSION: { group: 'mime', score: 4, description: 'attachment named like "invoice.pdf.exe" (hidden executable extension)' },
+  MIME_EXECUTABLE_ATTACHMENT: { group: 'mime', score: 4, description: 'attachment with an executable or script file name extension' },
+  HEADER_MISSING_DATE: { group: 'headers', score: 1, description: 'no Date header (RFC 5322 §3.6 requires one)' },
+  HEADER_MISSING_FROM: { group: 'headers', score: 3, description: 'no From header (RFC 5322 §3.6 requires one)' },
+  HEADER_MISSING_MESSAGE_ID: { group: 'headers', score: 0.5, description: 'no Message-ID header' },
+  HEADER_DUPLICATE: { group: 'headers', score: 2, description: 'a header that must appear once appears more than once (From, Date, Subject, …)' },
+  HEADER_8BIT_UNENCODED: { group: 'headers', score: 0.5, description: 'raw 8-bit bytes in a header without SMTPUTF8 (not RFC 2047-encoded)' },
+  HEADER_OVERSIZED: { group: 'headers', score: 2, description: 'header section larger than the parser limit' },
+  MIME_FAIL: { group: 'system', score: 0, description: 'the MIME structure check failed (timeout or crash)' },
+  // antivirus (issue 3)
+  CLAMAV_VIRUS: { group: 'antivirus', score: 100, description: 'ClamAV found malware; details name the signature(s)' },
+  CLAMAV_FAIL: { group: 'system', score: 0, description: 'clamd could not be reached, timed out or answered with an error' },
+  HASH_BLOCKLISTED: { group: 'antivirus', score: 100, description: "an attachment's SHA-256 is in the SOC's blocklist" },
+  ARCHIVE_LIMIT_EXCEEDED: { group: 'archive', score: 10, description: 'an archive exceeds depth, expanded size, ratio or entry limits (zip bomb)' },
+  ARCHIVE_ENCRYPTED: { group: 'archive', score: 5, description: 'an encrypted archive that cannot be scanned (PPAP)' },
+} as const satisfies Record<string, SymbolInfo>;
+
+export type SymbolName = keyof typeof symbols;
+
+export function symbolInfo(name: string): SymbolInfo | undefined {
+  return (symbols as Record<string, SymbolInfo>)[name];
+}
+
+/** Whether a symbol reports that a check could not run (its engine failed): policy must not deliver. */
+export function isFailSymbol(name: string): boolean {
+  return name.endsWith('_FAIL');
+}

@@ -1,0 +1,306 @@
+/**
+ * The SMTP ingress (upstream MX side). Thin on purpose: envelope checks (tenant domains only — never an open
+ * relay), connection limits, and a DATA path that streams into the spool and answers 250 only after the message,
+ * its metadata row and its queue job are all durable. It never parses the message body (DESIGN §6: untrusted
+ * bytes are parsed in workers only); it reads at most the first HEADER_PEEK_BYTES to note Message-ID and Subject.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import type { Logger } from 'pino';
+import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { readFileSync } from 'node:fs';
+import type { Metrics } from '../admin/metrics.ts';
+import type { Config } from '../config/schema.ts';
+import type { TenantIndex } from '../config/tenants.ts';
+import type { Pipeline } from '../queue/pipeline.ts';
+import type { MessageStore } from '../spool/message-store.ts';
+import { SizeLimitError } from '../spool/message-store.ts';
+import type { MetaStore } from '../spool/meta-store.ts';
+import { newMessageId } from '../spool/message-id.ts';
+import { receivedHeader } from './received.ts';
+import { replies, useCatalogueEnhancedCodes } from './replies.ts';
+import { ConnectionLimiter } from './connection-limiter.ts';
+
+/** Bytes of the header section the ingress looks at for Message-ID and Subject (operators' search fields). */
+const HEADER_PEEK_BYTES = 64 * 1024;
+/** After the verdict wait times out and the worker won the claim race, its result is at most this far away. */
+const CLAIM_RACE_WAIT_MS = 5_000;
+/** Longest Subject/Message-ID kept in the metadata row. */
+const MAX_HEADER_FIELD_CHARS = 998;
+
+export interface IngressDeps {
+  config: Config;
+  tenants: TenantIndex;
+  store: MessageStore;
+  meta: MetaStore;
+  pipeline: Pick<Pipeline, 'enqueueScan' | 'waitForScan' | 'claimSession'>;
+  log: Logger;
+  metrics: Metrics;
+}
+
+interface SessionState {
+  log: Logger;
+  recipients: Map<string, string>; // address → tenant id
+}
+
+/** Keeps a copy of the first bytes that pass through. */
+class HeadPeek extends Transform {
+  readonly chunks: Buffer[] = [];
+  #kept = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.#kept < HEADER_PEEK_BYTES) {
+      const part = chunk.subarray(0, HEADER_PEEK_BYTES - this.#kept);
+      this.chunks.push(Buffer.from(part));
+      this.#kept += part.length;
+    }
+    cb(null, chunk);
+  }
+}
+
+function headerField(head: Buffer, name: string): string | null {
+  const text = head.toString('latin1');
+  const end = text.search(/\r?\n\r?\n/);
+  const block = end < 0 ? text : text.slice(0, end);
+  const m = new RegExp(`^${name}:[ \\t]*((?:.*)(?:\\r?\\n[ \\t].*)*)`, 'im').exec(block);
+  if (!m?.[1]) return null;
+  return Buffer.from(m[1].replace(/\r?\n[ \t]+/g, ' ').trim(), 'latin1').toString('utf8').slice(0, MAX_HEADER_FIELD_CHARS);
+}
+
+/** A stream that emits `prefix` and then everything `source` emits; errors of `source` propagate. */
+function prefixed(prefix: Buffer, source: NodeJS.ReadableStream, peek: HeadPeek): HeadPeek {
+  peek.write(prefix);
+  source.on('error', (err) => peek.destroy(err as Error));
+  source.pipe(peek);
+  return peek;
+}
+
+export class Ingress {
+  readonly #deps: IngressDeps;
+  readonly #server: SMTPServer;
+  readonly #limiter: ConnectionLimiter;
+  readonly #sessions = new Map<string, SessionState>();
+  #closing = false;
+
+  constructor(deps: IngressDeps) {
+    useCatalogueEnhancedCodes();
+    this.#deps = deps;
+    const { smtp, hostname } = deps.config;
+    this.#limiter = new ConnectionLimiter({
+      maxPerIp: smtp.maxConnectionsPerIp,
+      ratePerIpPerMinute: smtp.connectionRatePerIpPerMinute,
+    });
+    this.#server = new SMTPServer({
+      name: hostname,
+      banner: 'Sekisho ESMTP',
+      size: smtp.maxMessageBytes,
+      maxRecipients: smtp.maxRecipients,
+      maxClients: smtp.maxConnections,
+      socketTimeout: smtp.socketTimeoutMs,
+      closeTimeout: smtp.closeTimeoutMs,
+      disableReverseLookup: !smtp.reverseLookup,
+      authOptional: true,
+      disabledCommands: smtp.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+      hideENHANCEDSTATUSCODES: false,
+      hideDSN: true,
+      hideSize: false,
+      hide8BITMIME: false,
+      hideSMTPUTF8: false,
+      hidePIPELINING: false,
+      useXClient: false,
+      useXForward: false,
+      logger: false,
+      ...(smtp.tls ? { key: readFileSync(smtp.tls.key), cert: readFileSync(smtp.tls.cert) } : {}),
+      onConnect: (session, cb) => this.#onConnect(session, cb),
+      onMailFrom: (_address, session, cb) => {
+        this.#state(session).recipients.clear();
+        cb();
+      },
+      onRcptTo: (address, session, cb) => this.#onRcptTo(address.address, session, cb),
+      onData: (stream, session, cb) => {
+        this.#onData(stream, session).then(
+          (text) => cb(null, text),
+          (err: Error) => cb(err),
+        );
+      },
+      onClose: (session) => this.#onClose(session),
+    });
+    this.#server.on('error', (err) => deps.log.warn({ err }, 'smtp server error'));
+  }
+
+  #state(session: SMTPServerSession): SessionState {
+    let s = this.#sessions.get(session.id);
+    if (!s) {
+      s = { log: this.#deps.log.child({ cid: session.id }), recipients: new Map() };
+      this.#sessions.set(session.id, s);
+    }
+    return s;
+  }
+
+  #reject(reason: string): void {
+    this.#deps.metrics.smtpRejected.inc({ reason });
+  }
+
+  #onConnect(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    if (this.#closing) return cb(replies.shuttingDown());
+    const refusal = this.#limiter.admit(session.id, session.remoteAddress);
+    if (refusal) {
+      this.#reject(refusal);
+      this.#deps.log.info({ cid: session.id, ip: session.remoteAddress, reason: refusal }, 'connection refused');
+      return cb(refusal === 'ip-concurrency' ? replies.tooManyConnectionsFromIp() : replies.connectionRateExceeded());
+    }
+    this.#state(session).log.debug({ ip: session.remoteAddress }, 'connect');
+    cb();
+  }
+
+  #onRcptTo(address: string, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    const tenant = this.#deps.tenants.forAddress(address);
+    const st = this.#state(session);
+    if (!tenant) {
+      this.#reject('relay-denied');
+      st.log.info({ rcpt: address, ip: session.remoteAddress }, 'relay denied');
+      return cb(replies.relayDenied(address));
+    }
+    st.recipients.set(address, tenant.id);
+    cb();
+  }
+
+  #onClose(session: SMTPServerSession): void {
+    this.#limiter.release(session.id);
+    this.#sessions.delete(session.id);
+  }
+
+  async #onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+    const { config, store, meta, pipeline, metrics } = this.#deps;
+    const started = performance.now();
+    const st = this.#state(session);
+    const mid = newMessageId();
+    const log = st.log.child({ mid });
+    const rcpts = session.envelope.rcptTo.map((r) => r.address);
+    const recipients = rcpts.map((address) => ({ address, tenantId: st.recipients.get(address) ?? '' }));
+    if (recipients.some((r) => !r.tenantId)) {
+      // Cannot happen through onRcptTo; refuse rather than guess a route.
+      stream.resume();
+      this.#reject('no-route');
+      throw replies.localError();
+    }
+    const tlsCipher = session.secure ? ((session as { tlsOptions?: { name?: string } }).tlsOptions?.name ?? 'TLS') : null;
+    const header = receivedHeader({
+      heloName: session.hostNameAppearsAs || 'unknown',
+      clientHostname: config.smtp.reverseLookup ? session.clientHostname : null,
+      clientIp: session.remoteAddress,
+      byHost: config.hostname,
+      protocol: (session.transmissionType as 'ESMTP') || 'ESMTP',
+      queueId: mid,
+      tlsCipher,
+      recipient: rcpts.length === 1 ? (rcpts[0] ?? null) : null,
+      date: new Date(),
+    });
+    const peek = prefixed(Buffer.from(header, 'latin1'), stream, new HeadPeek());
+
+    let written: { size: number; sha256: string };
+    try {
+      written = await store.write(mid, peek, { maxBytes: config.smtp.maxMessageBytes + Buffer.byteLength(header) });
+    } catch (err) {
+      stream.resume();
+      if (err instanceof SizeLimitError || stream.sizeExceeded) {
+        this.#reject('size');
+        log.info({ limit: config.smtp.maxMessageBytes }, 'message too big');
+        throw replies.messageTooBig(config.smtp.maxMessageBytes);
+      }
+      this.#reject('spool-error');
+      log.error({ err }, 'spool write failed; answering 451');
+      throw replies.localError();
+    }
+    if (stream.sizeExceeded) {
+      await store.delete(mid).catch(() => undefined);
+      this.#reject('size');
+      throw replies.messageTooBig(config.smtp.maxMessageBytes);
+    }
+
+    const head = Buffer.concat(peek.chunks);
+    try {
+      await meta.insertMessage({
+        id: mid,
+        origin: 'smtp',
+        receivedAt: Date.now(),
+        mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+        clientIp: session.remoteAddress,
+        helo: session.hostNameAppearsAs || '',
+        tls: tlsCipher,
+        size: written.size,
+        sha256: written.sha256,
+        headerMessageId: headerField(head.subarray(header.length), 'message-id'),
+        subject: headerField(head.subarray(header.length), 'subject'),
+        recipients,
+      });
+    } catch (err) {
+      await store.delete(mid).catch(() => undefined);
+      this.#reject('meta-error');
+      log.error({ err }, 'metadata insert failed; answering 451');
+      throw replies.localError();
+    }
+
+    const waitMs = config.smtp.verdictWaitMs;
+    let job;
+    try {
+      job = await pipeline.enqueueScan(mid, waitMs > 0 ? Date.now() + waitMs : 0);
+    } catch (err) {
+      await meta.deleteMessage(mid).catch(() => undefined);
+      await store.delete(mid).catch(() => undefined);
+      this.#reject('queue-error');
+      log.error({ err }, 'enqueue failed; answering 451');
+      throw replies.localError();
+    }
+
+    if (waitMs > 0) {
+      let result = await pipeline.waitForScan(job, waitMs);
+      if (!result) {
+        let claimed: boolean;
+        try {
+          claimed = await pipeline.claimSession(mid, 'ingress');
+        } catch (err) {
+          // We cannot tell the worker that we answer 250, so it might still reject and drop the message: make
+          // the client retry instead (at worst a duplicate, never a loss).
+          log.error({ err }, 'in-session claim failed; answering 451');
+          this.#reject('queue-error');
+          throw replies.localError();
+        }
+        if (!claimed) result = await pipeline.waitForScan(job, CLAIM_RACE_WAIT_MS);
+      }
+      if (result?.outcome === 'rejected') {
+        this.#reject('policy');
+        log.info({ reply: result.reply }, 'message rejected in session');
+        throw replies.rejectedByPolicy(result.reply);
+      }
+    }
+
+    metrics.received.inc();
+    metrics.stageSeconds.observe({ stage: 'ingress' }, (performance.now() - started) / 1000);
+    log.info(
+      { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', rcpt: rcpts.length, size: written.size, ip: session.remoteAddress },
+      'message accepted',
+    );
+    return replies.queued(mid);
+  }
+
+  listen(): Promise<{ host: string; port: number }> {
+    const { listen } = this.#deps.config.smtp;
+    const i = listen.lastIndexOf(':');
+    const host = listen.slice(0, i).replace(/^\[|\]$/g, '');
+    const port = Number(listen.slice(i + 1));
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(port, host, () => {
+        this.#server.off('error', reject);
+        const addr = this.#server.server.address();
+        resolve({ host, port: typeof addr === 'object' && addr ? addr.port : port });
+      });
+    });
+  }
+
+  /** Stops accepting connections; open sessions may finish within smtp.closeTimeoutMs, then get 421. */
+  close(): Promise<void> {
+    this.#closing = true;
+    this.#limiter.stop();
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+}

@@ -1,0 +1,388 @@
+/**
+ * The MetaStore contract (DESIGN §5, STYLE rule 6): every driver's test file calls describeMetaStoreContract
+ * with a factory for a fresh, empty store that takes its clock from `now` (so `updatedAt` is asserted exactly,
+ * never against the wall clock). Covers the message and recipient lifecycles of meta-store.ts, atomicity of
+ * inserts and recipient patches, ordering and paging of the lists, and counting.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { messageStates, type MessageState, type MetaStore, type NewMessage } from '../../../src/spool/meta-store.ts';
+
+export interface MetaStoreFixture {
+  store: MetaStore;
+  cleanup(): Promise<void>;
+}
+
+export interface MetaStoreFactoryOptions {
+  /** The clock the store must use for `updatedAt`. */
+  now: () => number;
+}
+
+const T0 = 1_750_000_000_000;
+
+export function newMessage(overrides: Partial<NewMessage> = {}): NewMessage {
+  return {
+    id: randomBytes(8).toString('hex'),
+    origin: 'smtp',
+    receivedAt: T0,
+    mailFrom: 'sender@example.net',
+    clientIp: '203.0.113.7',
+    helo: 'mail.example.net',
+    tls: 'TLS_AES_256_GCM_SHA384',
+    size: 1234,
+    sha256: 'a'.repeat(64),
+    headerMessageId: '<abc@example.net>',
+    subject: '【重要】会議のお知らせ',
+    recipients: [
+      { address: 'taro@city-a.example.lg.jp', tenantId: 'city-a' },
+      { address: 'hanako@city-b.example.lg.jp', tenantId: 'city-b' },
+    ],
+    ...overrides,
+  };
+}
+
+export function describeMetaStoreContract(
+  name: string,
+  make: (opts: MetaStoreFactoryOptions) => Promise<MetaStoreFixture>,
+): void {
+  describe(`MetaStore contract: ${name}`, () => {
+    let fx: MetaStoreFixture;
+    let store: MetaStore;
+    let clock: number;
+    beforeEach(async () => {
+      clock = T0 + 5_000;
+      fx = await make({ now: () => clock });
+      store = fx.store;
+    });
+    afterEach(async () => {
+      await store.close();
+      await fx.cleanup();
+    });
+
+    /** Inserts messages received at T0 + i seconds, in the given states. */
+    async function seed(states: MessageState[]): Promise<string[]> {
+      const ids: string[] = [];
+      for (const [i, state] of states.entries()) {
+        const msg = newMessage({ receivedAt: T0 + i * 1000 });
+        await store.insertMessage(msg);
+        if (state !== 'received') await store.updateMessage(msg.id, { state });
+        ids.push(msg.id);
+      }
+      return ids;
+    }
+
+    describe('insertMessage / getMessage / getRecipients', () => {
+      it('stores every field, starts in received with no verdict, recipients pending in the given order', async () => {
+        const msg = newMessage();
+        await store.insertMessage(msg);
+        const { recipients, ...fields } = msg;
+        expect(await store.getMessage(msg.id)).toEqual({
+          ...fields,
+          state: 'received',
+          verdict: null,
+          attempts: 0,
+          lastError: null,
+          updatedAt: clock,
+        });
+        expect(await store.getRecipients(msg.id)).toEqual(
+          recipients.map((r) => ({
+            messageId: msg.id,
+            address: r.address,
+            tenantId: r.tenantId,
+            state: 'pending',
+            action: null,
+            attempts: 0,
+            response: null,
+            nextAttemptAt: null,
+            delayNoticeSent: false,
+            updatedAt: clock,
+          })),
+        );
+      });
+
+      it('keeps the null sender as "" and absent values as null', async () => {
+        const msg = newMessage({ origin: 'dsn', mailFrom: '', tls: null, headerMessageId: null, subject: null });
+        await store.insertMessage(msg);
+        expect(await store.getMessage(msg.id)).toMatchObject({
+          origin: 'dsn',
+          mailFrom: '',
+          tls: null,
+          headerMessageId: null,
+          subject: null,
+        });
+      });
+
+      it('keeps recipient order for many recipients, and a recipient given twice once', async () => {
+        const addresses = Array.from({ length: 30 }, (_, i) => `user${(i * 7) % 30}@city-a.example.lg.jp`);
+        const msg = newMessage({
+          recipients: [...addresses, addresses[3]!].map((address) => ({ address, tenantId: 'city-a' })),
+        });
+        await store.insertMessage(msg);
+        expect((await store.getRecipients(msg.id)).map((r) => r.address)).toEqual(addresses);
+      });
+
+      it('returns undefined and [] for an unknown id', async () => {
+        expect(await store.getMessage('unknown00')).toBeUndefined();
+        expect(await store.getRecipients('unknown00')).toEqual([]);
+      });
+
+      it('rejects a duplicate id with SEKISHO_ERR_META_DUPLICATE and leaves the first message untouched', async () => {
+        const msg = newMessage();
+        await store.insertMessage(msg);
+        const before = { message: await store.getMessage(msg.id), recipients: await store.getRecipients(msg.id) };
+        clock += 1000;
+        const dup = newMessage({
+          id: msg.id,
+          subject: 'other',
+          recipients: [{ address: 'someone-else@city-c.example.lg.jp', tenantId: 'city-c' }],
+        });
+        await expect(store.insertMessage(dup)).rejects.toMatchObject({ code: 'SEKISHO_ERR_META_DUPLICATE' });
+        expect({ message: await store.getMessage(msg.id), recipients: await store.getRecipients(msg.id) }).toEqual(before);
+      });
+    });
+
+    describe('updateMessage', () => {
+      it('walks received → delivering → done, setting updatedAt on every update', async () => {
+        const msg = newMessage();
+        await store.insertMessage(msg);
+        for (const state of ['delivering', 'done'] as const) {
+          clock += 1000;
+          await store.updateMessage(msg.id, { state });
+          expect(await store.getMessage(msg.id)).toMatchObject({ state, updatedAt: clock });
+        }
+      });
+
+      it('moves a message to failed with its error and counted attempts, and to rejected', async () => {
+        const [a, b] = await seed(['received', 'received']);
+        await store.updateMessage(a!, { countAttempt: true, lastError: 'worker crashed' });
+        await store.updateMessage(a!, { countAttempt: true, lastError: 'scan timed out', state: 'failed' });
+        expect(await store.getMessage(a!)).toMatchObject({ state: 'failed', attempts: 2, lastError: 'scan timed out' });
+        await store.updateMessage(b!, { state: 'rejected' });
+        expect(await store.getMessage(b!)).toMatchObject({ state: 'rejected', attempts: 0, lastError: null });
+      });
+
+      it('stores the verdict as JSON, replaces it, clears it with null', async () => {
+        const msg = newMessage();
+        await store.insertMessage(msg);
+        const verdict = {
+          symbols: [{ name: 'CLAMAV_VIRUS', details: ['Eicar-Test-Signature'] }, { name: 'SPF_FAIL' }],
+          failed: ['sandbox'],
+          score: { 'city-a': 12.5, 'city-b': -1 },
+          note: '添付ファイルを削除しました',
+          nothing: null,
+        };
+        await store.updateMessage(msg.id, { verdict });
+        expect((await store.getMessage(msg.id))?.verdict).toEqual(verdict);
+        await store.updateMessage(msg.id, { verdict: { symbols: [] } });
+        expect((await store.getMessage(msg.id))?.verdict).toEqual({ symbols: [] });
+        await store.updateMessage(msg.id, { verdict: null });
+        expect((await store.getMessage(msg.id))?.verdict).toBeNull();
+      });
+
+      it('changes only the patched fields; an empty patch only sets updatedAt; lastError clears with null', async () => {
+        const msg = newMessage();
+        await store.insertMessage(msg);
+        await store.updateMessage(msg.id, { state: 'delivering', verdict: { v: 1 }, lastError: 'x', countAttempt: true });
+        const before = await store.getMessage(msg.id);
+        clock += 1000;
+        await store.updateMessage(msg.id, {});
+        expect(await store.getMessage(msg.id)).toEqual({ ...before, updatedAt: clock });
+        await store.updateMessage(msg.id, { lastError: null });
+        expect(await store.getMessage(msg.id)).toEqual({ ...before, lastError: null, updatedAt: clock });
+      });
+
+      it('rejects an unknown id with SEKISHO_ERR_META_NOT_FOUND', async () => {
+        await expect(store.updateMessage('unknown00', { state: 'done' })).rejects.toMatchObject({
+          code: 'SEKISHO_ERR_META_NOT_FOUND',
+        });
+      });
+    });
+
+    describe('updateRecipients', () => {
+      it('walks one recipient pending → deferred → delivered, leaving the others alone', async () => {
+        const msg = newMessage();
+        await store.insertMessage(msg);
+        const [taro, hanako] = msg.recipients.map((r) => r.address);
+        clock += 1000;
+        await store.updateRecipients(msg.id, [taro!], {
+          state: 'deferred',
+          action: 'deliver',
+          response: '451 4.3.0 try later',
+          nextAttemptAt: clock + 60_000,
+          countAttempt: true,
+        });
+        const deferredAt = clock;
+        expect(await store.getRecipients(msg.id)).toEqual([
+          expect.objectContaining({
+            address: taro,
+            state: 'deferred',
+            action: 'deliver',
+            response: '451 4.3.0 try later',
+            nextAttemptAt: deferredAt + 60_000,
+            attempts: 1,
+            delayNoticeSent: false,
+            updatedAt: deferredAt,
+          }),
+          expect.objectContaining({ address: hanako, state: 'pending', attempts: 0, action: null, updatedAt: T0 + 5_000 }),
+        ]);
+
+        clock += 60_000;
+        await store.updateRecipients(msg.id, [taro!], { delayNoticeSent: true });
+        clock += 1000;
+        await store.updateRecipients(msg.id, [taro!], {
+          state: 'delivered',
+          response: '250 2.0.0 Ok',
+          nextAttemptAt: null,
+          countAttempt: true,
+        });
+        expect((await store.getRecipients(msg.id))[0]).toEqual({
+          messageId: msg.id,
+          address: taro,
+          tenantId: 'city-a',
+          state: 'delivered',
+          action: 'deliver',
+          attempts: 2,
+          response: '250 2.0.0 Ok',
+          nextAttemptAt: null,
+          delayNoticeSent: true,
+          updatedAt: clock,
+        });
+      });
+
+      it('reaches every final state: bounced, quarantined, rejected', async () => {
+        const msg = newMessage({
+          recipients: ['a', 'b', 'c'].map((u) => ({ address: `${u}@city-a.example.lg.jp`, tenantId: 'city-a' })),
+        });
+        await store.insertMessage(msg);
+        await store.updateRecipients(msg.id, ['a@city-a.example.lg.jp'], { state: 'bounced', response: '550 5.1.1 no such user' });
+        await store.updateRecipients(msg.id, ['b@city-a.example.lg.jp'], { state: 'quarantined', action: 'quarantine' });
+        await store.updateRecipients(msg.id, ['c@city-a.example.lg.jp'], { state: 'rejected', action: 'reject' });
+        expect((await store.getRecipients(msg.id)).map((r) => [r.state, r.action, r.response])).toEqual([
+          ['bounced', null, '550 5.1.1 no such user'],
+          ['quarantined', 'quarantine', null],
+          ['rejected', 'reject', null],
+        ]);
+      });
+
+      it('patches every recipient when addresses is undefined; delayNoticeSent goes back to false', async () => {
+        const msg = newMessage();
+        await store.insertMessage(msg);
+        await store.updateRecipients(msg.id, undefined, { action: 'sanitize', delayNoticeSent: true, countAttempt: true });
+        clock += 1000;
+        await store.updateRecipients(msg.id, undefined, { delayNoticeSent: false });
+        for (const r of await store.getRecipients(msg.id)) {
+          expect(r).toMatchObject({ action: 'sanitize', delayNoticeSent: false, attempts: 1, state: 'pending', updatedAt: clock });
+        }
+      });
+
+      it('does not touch the same address in another message', async () => {
+        const a = newMessage();
+        const b = newMessage();
+        await store.insertMessage(a);
+        await store.insertMessage(b);
+        await store.updateRecipients(a.id, [a.recipients[0]!.address], { state: 'delivered' });
+        await store.updateRecipients(a.id, undefined, { action: 'deliver' });
+        expect((await store.getRecipients(b.id)).map((r) => [r.state, r.action])).toEqual([
+          ['pending', null],
+          ['pending', null],
+        ]);
+      });
+
+      it('rejects an unknown recipient with SEKISHO_ERR_META_NOT_FOUND and changes none of the named ones', async () => {
+        const msg = newMessage();
+        await store.insertMessage(msg);
+        const before = await store.getRecipients(msg.id);
+        clock += 1000;
+        await expect(
+          store.updateRecipients(msg.id, [msg.recipients[0]!.address, 'nobody@city-a.example.lg.jp'], { state: 'delivered' }),
+        ).rejects.toMatchObject({ code: 'SEKISHO_ERR_META_NOT_FOUND' });
+        expect(await store.getRecipients(msg.id)).toEqual(before);
+      });
+
+      it('rejects an unknown message with SEKISHO_ERR_META_NOT_FOUND', async () => {
+        await expect(store.updateRecipients('unknown00', undefined, { state: 'delivered' })).rejects.toMatchObject({
+          code: 'SEKISHO_ERR_META_NOT_FOUND',
+        });
+        await expect(store.updateRecipients('unknown00', ['x@y'], { state: 'delivered' })).rejects.toMatchObject({
+          code: 'SEKISHO_ERR_META_NOT_FOUND',
+        });
+      });
+
+      it('accepts an empty address list as a no-op', async () => {
+        const msg = newMessage();
+        await store.insertMessage(msg);
+        const before = await store.getRecipients(msg.id);
+        await store.updateRecipients(msg.id, [], { state: 'delivered' });
+        expect(await store.getRecipients(msg.id)).toEqual(before);
+      });
+    });
+
+    describe('lists and counts', () => {
+      it('listUnfinished returns received and delivering messages only, oldest first, in pages', async () => {
+        const ids = await seed(['delivering', 'done', 'received', 'failed', 'received', 'rejected', 'delivering']);
+        // Inserted in the reverse order of reception: the order must come from receivedAt, not insertion.
+        const early = newMessage({ receivedAt: T0 - 1000 });
+        await store.insertMessage(early);
+        const expected = [early.id, ids[0], ids[2], ids[4], ids[6]];
+        expect((await store.listUnfinished()).map((m) => m.id)).toEqual(expected);
+        expect((await store.listUnfinished({ limit: 2 })).map((m) => m.id)).toEqual(expected.slice(0, 2));
+        expect((await store.listUnfinished({ limit: 2, offset: 2 })).map((m) => m.id)).toEqual(expected.slice(2, 4));
+        expect((await store.listUnfinished({ limit: 2, offset: 4 })).map((m) => m.id)).toEqual(expected.slice(4));
+        expect(await store.listUnfinished({ offset: 5 })).toEqual([]);
+        expect((await store.listUnfinished())[1]).toEqual(await store.getMessage(ids[0]!));
+      });
+
+      it('listByState returns one state, newest first, in disjoint pages that cover it', async () => {
+        const states: MessageState[] = Array.from({ length: 25 }, (_, i) => (i % 3 === 0 ? 'done' : 'failed'));
+        const ids = await seed(states);
+        const failedNewestFirst = ids.filter((_, i) => states[i] === 'failed').reverse();
+        const pages: string[][] = [];
+        for (let offset = 0; ; offset += 4) {
+          const rows = await store.listByState('failed', { limit: 4, offset });
+          if (rows.length === 0) break;
+          expect(rows.every((r) => r.state === 'failed')).toBe(true);
+          pages.push(rows.map((r) => r.id));
+        }
+        expect(pages.flat()).toEqual(failedNewestFirst);
+        expect(pages.slice(0, -1).every((p) => p.length === 4)).toBe(true);
+        expect((await store.listByState('failed')).map((m) => m.id)).toEqual(failedNewestFirst);
+        expect(await store.listByState('delivering')).toEqual([]);
+      });
+
+      it('orders messages received in the same millisecond consistently between pages', async () => {
+        for (let i = 0; i < 6; i++) await store.insertMessage(newMessage({ receivedAt: T0 }));
+        const all = (await store.listUnfinished()).map((m) => m.id);
+        const paged = [
+          ...(await store.listUnfinished({ limit: 3 })),
+          ...(await store.listUnfinished({ limit: 3, offset: 3 })),
+        ].map((m) => m.id);
+        expect(new Set(all).size).toBe(6);
+        expect(paged).toEqual(all);
+      });
+
+      it('countByState has every state, 0 when none', async () => {
+        const zero = Object.fromEntries(messageStates.map((s) => [s, 0]));
+        expect(await store.countByState()).toEqual(zero);
+        await seed(['received', 'delivering', 'delivering', 'done', 'failed', 'failed', 'failed']);
+        expect(await store.countByState()).toEqual({ ...zero, received: 1, delivering: 2, done: 1, failed: 3 });
+      });
+    });
+
+    describe('deleteMessage', () => {
+      it('removes the message and its recipients; the id can be used again; an unknown id is no error', async () => {
+        const msg = newMessage();
+        const other = newMessage();
+        await store.insertMessage(msg);
+        await store.insertMessage(other);
+        await store.deleteMessage(msg.id);
+        expect(await store.getMessage(msg.id)).toBeUndefined();
+        expect(await store.getRecipients(msg.id)).toEqual([]);
+        expect(await store.getRecipients(other.id)).toHaveLength(2);
+        expect((await store.countByState()).received).toBe(1);
+        await store.deleteMessage(msg.id);
+        await store.insertMessage(msg);
+        expect(await store.getRecipients(msg.id)).toHaveLength(2);
+      });
+    });
+  });
+}
