@@ -38,7 +38,7 @@ import { fmt, mb, percentile, table } from './lib/report.ts';
 import { SekishoInstance, sekishoUnavailable } from './lib/sekisho-instance.ts';
 import { Sink } from './lib/sink.ts';
 import { type LoadResult, runLoad } from './lib/smtp-load.ts';
-import { now, sleep } from './lib/util.ts';
+import { sleep } from './lib/util.ts';
 
 type SystemName = 'sekisho' | 'postfix';
 

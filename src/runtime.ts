@@ -12,6 +12,7 @@ import { TenantIndex } from './config/tenants.ts';
 import { Pipeline } from './queue/pipeline.ts';
 import { Reconciler } from './queue/reconciler.ts';
 import { StageWorkers } from './queue/workers.ts';
+import type { Check } from './scan/check.ts';
 import { createChecks, type ScanEngines } from './scan/registry.ts';
 import { SmtpDeliverer, type Deliverer } from './smtp/delivery.ts';
 import { Ingress } from './smtp/ingress.ts';
@@ -49,7 +50,16 @@ export interface WorkerRuntime extends Running {
 
 export async function startWorker(
   config: Config,
-  opts: { redisUrl: string; engines: ScanEngines; log: Logger; stores: Stores; deliverer?: Deliverer; metrics?: Metrics },
+  opts: {
+    redisUrl: string;
+    engines: ScanEngines;
+    log: Logger;
+    stores: Stores;
+    deliverer?: Deliverer;
+    metrics?: Metrics;
+    /** Replaces the registry's checks (tests). */
+    checks?: Check[];
+  },
 ): Promise<WorkerRuntime> {
   const metrics = opts.metrics ?? createMetrics('worker');
   const pipeline = new Pipeline(opts.redisUrl, config.redis.prefix, config.queue);
@@ -60,7 +70,7 @@ export async function startWorker(
     store: opts.stores.store,
     meta: opts.stores.meta,
     pipeline,
-    checks: createChecks(config, opts.engines),
+    checks: opts.checks ?? createChecks(config, opts.engines),
     deliverer,
     log: opts.log,
     metrics,

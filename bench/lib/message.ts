@@ -27,7 +27,6 @@ export function textBody(bytes: number): Buffer {
     const room = bytes - size - 2;
     if (room <= 0) {
       lines.push('');
-      size += 2;
       break;
     }
     if (line.length > room) line = 'x'.repeat(room);

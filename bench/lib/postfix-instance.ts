@@ -139,6 +139,8 @@ export class PostfixInstance {
       smtp_host_lookup: 'native',
       smtp_dns_support_level: 'disabled',
       default_process_limit: String(processLimit),
+      // Sekisho's default smtp.maxMessageBytes (Postfix's own default, 10 MB, would refuse the 50 MB message).
+      message_size_limit: '52428800',
       // Nothing may be delivered on this host: no aliases, no local mailboxes, no notices to root.
       alias_maps: '',
       alias_database: '',

@@ -30,6 +30,8 @@ export type SinkReply =
   | ({ type: 'stats'; seq: number } & SinkStats)
   | { type: 'arrivals'; seq: number; arrivals: Array<[string, number]> };
 
+type WithoutSeq<T> = T extends unknown ? Omit<T, 'seq'> : never;
+
 /** How long one IPC request may take before the sink is considered dead. */
 const requestTimeoutMs = 15_000;
 
@@ -89,7 +91,7 @@ export class Sink {
     return new Sink(child, port);
   }
 
-  #request<T extends SinkReply>(req: Omit<SinkRequest, 'seq'>): Promise<T> {
+  #request<T extends SinkReply>(req: WithoutSeq<SinkRequest>): Promise<T> {
     const seq = ++this.#seq;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {

@@ -40,6 +40,8 @@ export interface ArchiveInspection {
   findings: ArchiveFinding[];
   /** A limit was exceeded: the data must not be handed to an engine that would unpack it. */
   overLimit: boolean;
+  /** Bytes really inflated (the cost paid), as opposed to the bytes the archives declare. */
+  inflatedBytes: number;
 }
 
 /**
@@ -94,12 +96,14 @@ class LimitExceeded extends Error {
 }
 
 interface Budget {
+  /** Declared (zip) or inflated (gzip) bytes reserved so far. */
   expandedBytes: number;
   entries: number;
+  inflatedBytes: number;
 }
 
 /** Drains `source`, stopping with LimitExceeded past `maxBytes`; returns the bytes only when they start like an archive. */
-async function drain(source: Readable, maxBytes: number, onOver: () => LimitExceeded, signal?: AbortSignal): Promise<{ bytes: number; kept?: Buffer }> {
+async function drain(source: Readable, maxBytes: number, onOver: () => LimitExceeded, budget: Budget, signal?: AbortSignal): Promise<{ bytes: number; kept?: Buffer }> {
   let bytes = 0;
   let keep: boolean | undefined;
   const chunks: Buffer[] = [];
@@ -107,6 +111,7 @@ async function drain(source: Readable, maxBytes: number, onOver: () => LimitExce
     for await (const chunk of source as AsyncIterable<Buffer>) {
       signal?.throwIfAborted();
       bytes += chunk.length;
+      budget.inflatedBytes += chunk.length;
       if (bytes > maxBytes) throw onOver();
       if (keep === undefined) {
         chunks.push(chunk);
@@ -126,7 +131,7 @@ async function drain(source: Readable, maxBytes: number, onOver: () => LimitExce
 class Inspector {
   readonly findings: ArchiveFinding[] = [];
   readonly #limits: ArchiveLimits;
-  readonly #budget: Budget = { expandedBytes: 0, entries: 0 };
+  readonly budget: Budget = { expandedBytes: 0, entries: 0, inflatedBytes: 0 };
   readonly #signal: AbortSignal | undefined;
 
   constructor(limits: ArchiveLimits, signal?: AbortSignal) {
@@ -147,7 +152,7 @@ class Inspector {
   /** Throws when an archive of `archiveBytes` that expands to `bytes` breaks the expanded-size or ratio limit. */
   #checkExpansion(bytes: number, archiveBytes: number, where: string): void {
     const { maxExpandedBytes, maxRatio } = this.#limits;
-    if (this.#budget.expandedBytes + bytes > maxExpandedBytes) throw this.#tooBig(where);
+    if (this.budget.expandedBytes + bytes > maxExpandedBytes) throw this.#tooBig(where);
     if (bytes > RATIO_FLOOR_BYTES && bytes / Math.max(archiveBytes, 1) > maxRatio) {
       throw new LimitExceeded('maxRatio', `${shortName(where)} expands ${Math.round(bytes / Math.max(archiveBytes, 1))}:1 (limit ${maxRatio}:1)`);
     }
@@ -171,7 +176,7 @@ class Inspector {
       try {
         for await (const entry of zip.eachEntry()) {
           this.#signal?.throwIfAborted();
-          if (++this.#budget.entries > this.#limits.maxEntries) {
+          if (++this.budget.entries > this.#limits.maxEntries) {
             throw new LimitExceeded('maxEntries', `${shortName(where)}: more than ${this.#limits.maxEntries} entries in the archive tree`);
           }
           if (entry.isEncrypted()) encrypted.push(entryName(entry));
@@ -190,7 +195,7 @@ class Inspector {
         this.findings.push({ symbol: 'ARCHIVE_ENCRYPTED', detail: `${shortName(where)}: ${names}${more}` });
       }
       this.#checkExpansion(declared, data.length, where);
-      this.#budget.expandedBytes += declared;
+      this.budget.expandedBytes += declared;
 
       for (const entry of entries) {
         // other methods (bzip2, lzma, zstd…) are clamd's to unpack, within the declared sizes checked above
@@ -209,6 +214,7 @@ class Inspector {
             stream,
             entry.uncompressedSize,
             () => new LimitExceeded('declaredSize', `${shortName(path)} inflates past its declared ${entry.uncompressedSize} bytes`),
+            this.budget,
             this.#signal,
           ));
         } catch (err) {
@@ -229,7 +235,7 @@ class Inspector {
     // ISIZE (the last 4 bytes) is the size modulo 4 GiB: trusted to reject, never to allocate.
     this.#checkExpansion(data.length >= 4 ? data.readUInt32LE(data.length - 4) : 0, data.length, where);
     // gzip has no trustworthy size: inflate, and stop at whichever limit comes first
-    const remaining = this.#limits.maxExpandedBytes - this.#budget.expandedBytes;
+    const remaining = this.#limits.maxExpandedBytes - this.budget.expandedBytes;
     const ratioCap = Math.max(RATIO_FLOOR_BYTES, data.length * this.#limits.maxRatio);
     let result: { bytes: number; kept?: Buffer };
     try {
@@ -240,13 +246,14 @@ class Inspector {
           remaining <= ratioCap
             ? this.#tooBig(where)
             : new LimitExceeded('maxRatio', `${shortName(where)} expands more than ${this.#limits.maxRatio}:1`),
+        this.budget,
         this.#signal,
       );
     } catch (err) {
       if (err instanceof LimitExceeded || this.#signal?.aborted) throw err;
       return; // corrupt gzip: clamd sees it
     }
-    this.#budget.expandedBytes += result.bytes;
+    this.budget.expandedBytes += result.bytes;
     if (result.kept) await this.inspect(result.kept, `${where}/(gunzip)`, depth + 1);
   }
 }
@@ -261,7 +268,11 @@ export async function inspectArchive(data: Buffer, name: string, limits: Archive
     await inspector.inspect(data, name, 1);
   } catch (err) {
     if (!(err instanceof LimitExceeded)) throw err;
-    return { findings: [...inspector.findings, { symbol: 'ARCHIVE_LIMIT_EXCEEDED', detail: err.message }], overLimit: true };
+    return {
+      findings: [...inspector.findings, { symbol: 'ARCHIVE_LIMIT_EXCEEDED', detail: err.message }],
+      overLimit: true,
+      inflatedBytes: inspector.budget.inflatedBytes,
+    };
   }
-  return { findings: inspector.findings, overLimit: false };
+  return { findings: inspector.findings, overLimit: false, inflatedBytes: inspector.budget.inflatedBytes };
 }

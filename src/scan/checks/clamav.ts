@@ -52,7 +52,8 @@ async function eachLimited<T>(jobs: readonly T[], limit: number, outer: AbortSig
   const signal = AbortSignal.any([outer, stop.signal]);
   let next = 0;
   const worker = async () => {
-    while (next < jobs.length && !signal.aborted) {
+    while (next < jobs.length) {
+      signal.throwIfAborted();
       const job = jobs[next++] as T;
       try {
         await fn(job, signal);
@@ -101,6 +102,7 @@ export function createClamavCheck(opts: ClamavCheckOptions): Check {
       try {
         await eachLimited(jobs, MAX_PARALLEL_SCANS, ctx.signal, async (job, signal) => {
           const { found: names } = await client.scan(job.data, signal);
+          ctx.log.debug({ part: job.label, bytes: job.data.length, found: names }, 'clamd scanned');
           for (const name of names) {
             ctx.log.info({ part: job.label, signature: name }, 'clamd alert');
             if (HEURISTIC_ENCRYPTED.test(name)) add('ARCHIVE_ENCRYPTED', `${job.label}: ${name}`);

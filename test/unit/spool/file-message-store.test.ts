@@ -8,6 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FileMessageStore } from '../../../src/spool/file-message-store.ts';
@@ -116,12 +118,18 @@ describe('FileMessageStore', () => {
   it('streams a 50 MB message with small, bounded memory growth (backpressure, no buffering)', async () => {
     const CHUNK_BYTES = 64 * 1024;
     const CHUNKS = 800; // 50 MiB
+    // Collecting the source's spent chunks every 2 MiB keeps the test's own garbage out of the measurement:
+    // measured growth is then ~4 MB for this store and ~50 MB for one that buffers the message.
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
     const expected = createHash('sha256');
+    gc();
     const baseline = process.memoryUsage.rss();
     let peak = baseline;
     const source = Readable.from(
       (function* () {
         for (let i = 0; i < CHUNKS; i++) {
+          if (i % 32 === 0) gc();
           // A fresh buffer each time: a store that kept references would hold all 50 MB.
           const chunk = Buffer.alloc(CHUNK_BYTES, i % 251);
           expected.update(chunk);
@@ -133,7 +141,7 @@ describe('FileMessageStore', () => {
     const id = newId();
     const result = await store.write(id, source);
     expect(result).toEqual({ size: CHUNK_BYTES * CHUNKS, sha256: expected.digest('hex') });
-    expect(peak - baseline).toBeLessThan(48 * 1024 * 1024);
+    expect(peak - baseline).toBeLessThan(16 * 1024 * 1024);
 
     const readBack = createHash('sha256');
     for await (const chunk of store.createReadStream(id)) readBack.update(chunk as Buffer);

@@ -349,15 +349,20 @@ export function describeMetaStoreContract(
         expect(await store.listByState('delivering')).toEqual([]);
       });
 
-      it('orders messages received in the same millisecond consistently between pages', async () => {
-        for (let i = 0; i < 6; i++) await store.insertMessage(newMessage({ receivedAt: T0 }));
-        const all = (await store.listUnfinished()).map((m) => m.id);
+      it('breaks ties of receivedAt by id (ascending for listUnfinished, descending for listByState), stable across pages', async () => {
+        // Inserted out of id order, so neither insertion order nor chance can pass for the tie-break.
+        const ids = ['m0000005', 'm0000002', 'm0000006', 'm0000001', 'm0000004', 'm0000003'];
+        for (const id of ids) await store.insertMessage(newMessage({ id, receivedAt: T0 }));
+        const ascending = [...ids].sort();
+        expect((await store.listUnfinished()).map((m) => m.id)).toEqual(ascending);
         const paged = [
           ...(await store.listUnfinished({ limit: 3 })),
           ...(await store.listUnfinished({ limit: 3, offset: 3 })),
         ].map((m) => m.id);
-        expect(new Set(all).size).toBe(6);
-        expect(paged).toEqual(all);
+        expect(paged).toEqual(ascending);
+        expect((await store.listByState('received', { limit: 4 })).map((m) => m.id)).toEqual(
+          [...ascending].reverse().slice(0, 4),
+        );
       });
 
       it('countByState has every state, 0 when none', async () => {

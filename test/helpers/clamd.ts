@@ -1,0 +1,47 @@
+/**
+ * A managed clamd for one test file: its own directory, an empty stand-in for freshclam's directory (so the tests
+ * load only the project's signatures, quickly and the same on every machine), the project's signatures.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startManagedClamd, type ManagedClamd, type ManagedClamdOptions } from '../../src/services/clamd.ts';
+
+export interface TestClamd {
+  clamd: ManagedClamd;
+  /** The stand-in for clamav.databaseDir: drop signature files here, then reload. */
+  databaseDir: string;
+  options: ManagedClamdOptions;
+  /** Starts a new clamd on the same directory and socket (after stop()). */
+  restart(): Promise<ManagedClamd>;
+  cleanup(): Promise<void>;
+}
+
+export async function startTestClamd(overrides: Partial<ManagedClamdOptions> = {}): Promise<TestClamd> {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'sekisho-clamd-'));
+  const databaseDir = path.join(root, 'official');
+  mkdirSync(databaseDir);
+  const options: ManagedClamdOptions = {
+    dir: path.join(root, 'clamd'),
+    databaseDir,
+    maxStreamBytes: 52_428_800,
+    scanTimeoutMs: 60_000,
+    startTimeoutMs: 60_000,
+    maxThreads: 4,
+    ...overrides,
+  };
+  const t: TestClamd = {
+    clamd: await startManagedClamd(options),
+    databaseDir,
+    options,
+    async restart() {
+      t.clamd = await startManagedClamd(options);
+      return t.clamd;
+    },
+    async cleanup() {
+      await t.clamd.stop();
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+  return t;
+}
