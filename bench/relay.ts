@@ -95,6 +95,8 @@ interface CellResult {
   peakRssMB: number;
   peakPssMB: number;
   peakRssByProcessMB: Record<string, number>;
+  /** 1-minute load average when the cell started: other work on the machine skews every figure. */
+  loadAvg1AtStart: number;
   failures: Record<string, number>;
   note?: string;
 }
@@ -106,6 +108,8 @@ interface BigResult {
   acceptSeconds: number;
   baselineRssMB: number;
   rssGrowthAcceptMB: number;
+  /** RSS per process name at the acceptance peak. */
+  acceptPeakByProcessMB: Record<string, number>;
   rssGrowthUntilDeliveredMB: number | null;
   delivered: boolean;
   deliveredSeconds: number | null;
@@ -291,6 +295,7 @@ async function runCell(sink: Sink, system: SystemName, workload: Workload, shape
   cellNo += 1;
   const label = `${system} ${workload.name} ${shape.name}`;
   console.error(`▶ ${label}: ${workload.count} × ${workload.bytes} B, concurrency ${concurrency}`);
+  const loadAvg1AtStart = os.loadavg()[0] ?? 0;
   const sut = await startSystem(system, sink.port);
   const sampler = new TreeSampler(() => sut.rootPids(), 100).start();
   const factory = messageFactory(workload.bytes);
@@ -334,8 +339,6 @@ async function runCell(sink: Sink, system: SystemName, workload: Workload, shape
     });
     const acceptSeconds = (result.lastAccept - result.t0) / 1000;
     const e2eSeconds = stats.lastArrival > 0 ? (stats.lastArrival - result.t0) / 1000 : Number.NaN;
-    const byName: Record<string, number> = {};
-    for (const [k, v] of Object.entries(mem.peakByName)) byName[k] = Number(mb(v).toFixed(1));
     const cell: CellResult = {
       system,
       workload: workload.name,
@@ -363,7 +366,8 @@ async function runCell(sink: Sink, system: SystemName, workload: Workload, shape
       acceptLatencyP99Ms: percentile(acceptLatencies, 99),
       peakRssMB: mb(mem.peakRss),
       peakPssMB: mb(mem.peakPss),
-      peakRssByProcessMB: byName,
+      peakRssByProcessMB: byNameMB(mem.peakByName),
+      loadAvg1AtStart,
       failures: Object.fromEntries(result.failures),
     };
     if (waited.why) cell.note = waited.why;
@@ -416,7 +420,7 @@ async function runBig(sink: Sink, system: SystemName): Promise<BigResult> {
     const msg = bigMessage(`${prefix}0`, bigMessageBytes);
     const result = await load(sut, 1, () => msg, one, label);
     sampler.sample();
-    const acceptPeak = sampler.peaks().peakRss;
+    const { peakRss: acceptPeak, peakByName: acceptPeakByName } = sampler.peaks();
     const acceptSeconds = (result.lastAccept - result.t0) / 1000;
     const out: BigResult = {
       system,
@@ -425,6 +429,7 @@ async function runBig(sink: Sink, system: SystemName): Promise<BigResult> {
       acceptSeconds,
       baselineRssMB: mb(baseline),
       rssGrowthAcceptMB: mb(acceptPeak - baseline),
+      acceptPeakByProcessMB: byNameMB(acceptPeakByName),
       rssGrowthUntilDeliveredMB: null,
       delivered: false,
       deliveredSeconds: null,
@@ -454,6 +459,10 @@ async function runBig(sink: Sink, system: SystemName): Promise<BigResult> {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+
+function byNameMB(bytes: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(bytes).map(([k, v]) => [k, Number(mb(v).toFixed(1))]));
+}
 
 function indent(text: string): string {
   return text
@@ -485,6 +494,7 @@ function hostInfo(): Record<string, string | number> {
     cpus: os.cpus().length,
     cpu,
     memMB: Math.round(os.totalmem() / 2 ** 20),
+    loadAvg1: Number((os.loadavg()[0] ?? 0).toFixed(2)),
     kernel: os.release(),
     node: process.version,
     postfix: postfixVersion,
@@ -496,7 +506,7 @@ function hostInfo(): Record<string, string | number> {
 async function main(): Promise<void> {
   const host = hostInfo();
   console.error(
-    `host: ${host.cpus} × ${host.cpu}, ${host.memMB} MB, Linux ${host.kernel}, Node ${host.node}, Postfix ${host.postfix}; ` +
+    `host: ${host.cpus} × ${host.cpu}, ${host.memMB} MB, load ${host.loadAvg1}, Linux ${host.kernel}, Node ${host.node}, Postfix ${host.postfix}; ` +
       `temp dirs on ${host.tmpdirFs} (${host.tmpdir})`,
   );
   if (host.tmpdirFs === 'tmpfs') {

@@ -141,8 +141,8 @@ export class TreeSampler {
   }
 
   /** The peaks so far, without stopping. */
-  peaks(): { peakRss: number; peakPss: number } {
-    return { peakRss: this.#peakRss?.rss ?? 0, peakPss: this.#peakPss };
+  peaks(): { peakRss: number; peakPss: number; peakByName: Record<string, number> } {
+    return { peakRss: this.#peakRss?.rss ?? 0, peakPss: this.#peakPss, peakByName: this.#peakRss?.byName ?? {} };
   }
 
   /** Forgets the peaks (e.g. after a baseline was taken). */

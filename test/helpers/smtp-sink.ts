@@ -30,6 +30,7 @@ export class SmtpSink {
   behaviour: SinkBehaviour = {};
   #server: SMTPServer;
   #waiters: (() => void)[] = [];
+  readonly #closed = new Set<string>();
   port = 0;
 
   constructor() {
@@ -39,6 +40,9 @@ export class SmtpSink {
       disableReverseLookup: true,
       logger: false,
       size: 100 * 1024 * 1024,
+      onClose: (session) => {
+        this.#closed.add(session.id);
+      },
       onRcptTo: (addr, _s, cb) => {
         const r = this.behaviour.rcpt?.(addr.address);
         cb(r ? Object.assign(new Error(r.text), { responseCode: r.code }) : undefined);
@@ -54,6 +58,9 @@ export class SmtpSink {
             at: Date.now(),
           };
           const finish = () => {
+            // A client that vanished before our reply never learnt of the acceptance: like an MTA that only
+            // commits when it can answer, such a transaction does not count as delivered.
+            if (this.#closed.has(session.id)) return cb(new Error('client gone'));
             const r = this.behaviour.data?.(msg);
             if (r) return cb(Object.assign(new Error(r.text), { responseCode: r.code }));
             this.messages.push(msg);
@@ -94,6 +101,11 @@ export class SmtpSink {
       });
     }
     return this.messages;
+  }
+
+  /** Whether the SMTP session with this id has ended. */
+  isClosed(sessionId: string): boolean {
+    return this.#closed.has(sessionId);
   }
 
   close(): Promise<void> {

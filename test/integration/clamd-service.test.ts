@@ -1,0 +1,165 @@
+/**
+ * The managed clamd: its files, failure of the check while clamd is down or hung (and recovery), signature reloads
+ * while running, a clamd orphaned by a killed Sekisho, and the composition root's entry point.
+ */
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { validateConfig } from '../../src/config/load.ts';
+import { CheckFailedError, type Check } from '../../src/scan/check.ts';
+import { ClamdClient } from '../../src/scan/clamd-client.ts';
+import { createClamavCheck } from '../../src/scan/checks/clamav.ts';
+import { PROJECT_SIGNATURE_DIR, startClamdForConfig, startManagedClamd } from '../../src/services/clamd.ts';
+import { checkContext, fixture } from '../helpers/check-context.ts';
+import { startTestClamd, type TestClamd } from '../helpers/clamd.ts';
+
+const archive = { maxDepth: 5, maxExpandedBytes: 200 * 1024 * 1024, maxRatio: 100, maxEntries: 10_000 };
+const EICAR_MAIL = fixture('av-eicar-attachment.eml');
+
+function mailWith(text: string): Buffer {
+  return Buffer.from(`From: a@example.com\r\nTo: staff@city.example.lg.jp\r\nSubject: t\r\nContent-Type: text/plain\r\n\r\n${text}\r\n`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('managed clamd', () => {
+  let t: TestClamd;
+  let check: Check;
+
+  beforeAll(async () => {
+    t = await startTestClamd();
+    // short enough that a hung clamd fails the check quickly; real scans here take milliseconds
+    check = createClamavCheck({ clamd: t.clamd.endpoint, timeoutMs: 2_000, archive });
+  });
+  afterAll(async () => {
+    await t?.cleanup();
+  });
+
+  it('owns its config, socket and database directory, with limits sized from the config', () => {
+    const dir = t.options.dir;
+    expect(readdirSync(path.join(dir, 'db')).sort()).toEqual(readdirSync(PROJECT_SIGNATURE_DIR).filter((f) => /\.(hdb|ndb)$/.test(f)).sort());
+    const conf = readFileSync(path.join(dir, 'clamd.conf'), 'utf8');
+    const streamMax = Number(/^StreamMaxLength (\d+)$/m.exec(conf)?.[1]);
+    expect(streamMax).toBeGreaterThanOrEqual(t.options.maxStreamBytes);
+    expect(Number(/^MaxFileSize (\d+)$/m.exec(conf)?.[1])).toBeGreaterThanOrEqual(streamMax);
+    expect(conf).toMatch(/^AlertExceedsMax yes$/m);
+    expect(conf).toMatch(/^AlertEncryptedArchive yes$/m);
+    expect(t.clamd.socket).toBe(path.join(dir, 'clamd.sock'));
+  });
+
+  it('clamd stopped → the check fails (CLAMAV_FAIL); clamd back → the virus is found', async () => {
+    await t.clamd.stop();
+    await expect(check.run(checkContext(EICAR_MAIL))).rejects.toBeInstanceOf(CheckFailedError);
+    await t.restart();
+    expect(await check.run(checkContext(EICAR_MAIL))).toEqual([{ name: 'CLAMAV_VIRUS', details: [expect.stringMatching(/EICAR/)] }]);
+  });
+
+  it('clamd hung (SIGSTOP) → the check fails at its deadline; resumed → works', async () => {
+    process.kill(t.clamd.pid, 'SIGSTOP');
+    try {
+      await expect(check.run(checkContext(EICAR_MAIL))).rejects.toThrow(/no reply within 2000 ms/);
+    } finally {
+      process.kill(t.clamd.pid, 'SIGCONT');
+    }
+    expect((await check.run(checkContext(EICAR_MAIL))).map((h) => h.name)).toEqual(['CLAMAV_VIRUS']);
+  });
+
+  it('a new signature in the database directory is detected after reload(), while clamd keeps running', async () => {
+    const marker = `SEKISHO-RELOAD-TEST-${process.pid}-${Date.now()}`;
+    const mail = mailWith(`the new sample: ${marker}`);
+    expect(await check.run(checkContext(mail))).toEqual([]);
+    writeFileSync(path.join(t.databaseDir, 'soc-new.ndb'), `Sekisho.Test.Reload:0:*:${Buffer.from(marker).toString('hex')}\n`);
+    const pid = t.clamd.pid;
+    await t.clamd.reload();
+    expect(t.clamd.pid).toBe(pid);
+    expect(await check.run(checkContext(mail))).toEqual([{ name: 'CLAMAV_VIRUS', details: ['Sekisho.Test.Reload.UNOFFICIAL'] }]);
+  });
+
+  it('a signature file appearing in the database directory is linked and loaded without a call (freshclam update)', async () => {
+    const marker = `SEKISHO-WATCH-TEST-${process.pid}-${Date.now()}`;
+    const mail = mailWith(marker);
+    writeFileSync(path.join(t.databaseDir, 'update.ndb'), `Sekisho.Test.Watch:0:*:${Buffer.from(marker).toString('hex')}\n`);
+    await vi.waitFor(
+      async () => {
+        expect(await check.run(checkContext(mail))).toEqual([{ name: 'CLAMAV_VIRUS', details: ['Sekisho.Test.Watch.UNOFFICIAL'] }]);
+      },
+      { timeout: 30_000, interval: 250 },
+    );
+    expect(existsSync(path.join(t.options.dir, 'db', 'update.ndb'))).toBe(true);
+  });
+
+  it('a broken signature file: reload() rejects and the old databases keep scanning', async () => {
+    writeFileSync(path.join(t.databaseDir, 'broken.ndb'), 'this is not a signature\n');
+    try {
+      await expect(t.clamd.reload()).rejects.toThrow(/could not reload/);
+      expect((await check.run(checkContext(EICAR_MAIL))).map((h) => h.name)).toEqual(['CLAMAV_VIRUS']);
+    } finally {
+      rmSync(path.join(t.databaseDir, 'broken.ndb'));
+      await t.clamd.reload();
+    }
+  });
+});
+
+describe('managed clamd limits and recovery', () => {
+  it('a message larger than StreamMaxLength fails the check (never passes unscanned)', async () => {
+    const t = await startTestClamd({ maxStreamBytes: 64 * 1024 });
+    try {
+      const check = createClamavCheck({ clamd: t.clamd.endpoint, timeoutMs: 30_000, archive });
+      const big = mailWith('x'.repeat(3 * 1024 * 1024));
+      await expect(check.run(checkContext(big))).rejects.toThrow(/INSTREAM size limit exceeded/);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  it('a clamd orphaned by a killed Sekisho is stopped before a new one starts on the same directory', async () => {
+    const t = await startTestClamd();
+    try {
+      const orphanPid = t.clamd.pid;
+      const second = await startManagedClamd(t.options);
+      expect(alive(orphanPid)).toBe(false);
+      await new ClamdClient(second.endpoint, 5_000).ping();
+      t.clamd = second;
+    } finally {
+      await t.cleanup();
+    }
+  });
+});
+
+describe('startClamdForConfig', () => {
+  const base = { hostname: 'mx.test', tenants: [{ id: 'city', name: '市', domains: ['city.example.lg.jp'], deliverTo: 'smtp://127.0.0.1:2526' }] };
+
+  it('uses a configured clamd as is', async () => {
+    const r = validateConfig({ ...base, clamav: { socket: '/run/clamav/clamd.ctl' } });
+    if (!r.ok) throw new Error(JSON.stringify(r.issues));
+    const svc = await startClamdForConfig(r.config);
+    expect(svc.endpoint).toEqual({ socket: '/run/clamav/clamd.ctl' });
+    expect(svc.managed).toBeUndefined();
+    await svc.stop();
+  });
+
+  it('starts a managed clamd under dataDir/clamd when none is configured', async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'sekisho-cfg-'));
+    try {
+      const r = validateConfig({ ...base, dataDir, clamav: { databaseDir: path.join(dataDir, 'no-official-db') } });
+      if (!r.ok) throw new Error(JSON.stringify(r.issues));
+      const svc = await startClamdForConfig(r.config);
+      try {
+        expect(svc.endpoint).toEqual({ socket: path.join(dataDir, 'clamd', 'clamd.sock') });
+        await new ClamdClient(svc.endpoint, 5_000).ping();
+      } finally {
+        await svc.stop();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
