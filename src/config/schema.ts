@@ -3,11 +3,13 @@
  * that an ordinary installation can keep; `docs/config.md` documents each of them.
  */
 import { z } from 'zod';
+import { symbolGroups, symbolInfo, type SymbolGroup } from '../scan/symbols.ts';
 
 /** "host:port" with a numeric port; IPv6 hosts in brackets ("[::1]:25"). */
 const listenAddress = z
   .string()
-  .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'must be "host:port", e.g. "127.0.0.1:2525"')
+  // abort: without a port, "port must be 0-65535" would be reported as well, and be wrong.
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, { message: 'must be "host:port", e.g. "127.0.0.1:2525"', abort: true })
   .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be 0-65535');
 
 const ms = (def: number) => z.number().int().nonnegative().default(def);
@@ -32,12 +34,30 @@ const domain = z
 export const actionNames = ['deliver', 'deliver-tagged', 'sanitize', 'quarantine', 'reject', 'tempfail'] as const;
 export const actionSchema = z.enum(actionNames);
 
+/**
+ * Symbol and group names in policy maps must exist in the catalogue: a typo (`CLAMAV_VIRSU: reject`) would
+ * otherwise be accepted and silently never match, i.e. fail open.
+ */
+const symbolKeyed = <T extends z.ZodType>(value: T) =>
+  z.record(z.string(), value).superRefine((rec, ctx) => {
+    for (const k of Object.keys(rec)) {
+      if (!symbolInfo(k)) ctx.addIssue({ code: 'custom', path: [k], message: `unknown symbol "${k}" (see docs/symbols.md)` });
+    }
+  });
+const groupKeyed = z.record(z.string(), z.number()).superRefine((rec, ctx) => {
+  for (const k of Object.keys(rec)) {
+    if (!symbolGroups.includes(k as SymbolGroup)) {
+      ctx.addIssue({ code: 'custom', path: [k], message: `unknown symbol group "${k}" (one of ${symbolGroups.join(', ')})` });
+    }
+  }
+});
+
 const policySchema = z
   .object({
     /** Score per symbol name; symbols not listed score their catalogue default. */
-    scores: z.record(z.string(), z.number()).default({}),
+    scores: symbolKeyed(z.number()).default({}),
     /** Maximum total a symbol group may contribute (e.g. { headers: 5 }). */
-    groupCaps: z.record(z.string(), z.number()).default({}),
+    groupCaps: groupKeyed.default({}),
     /** Score thresholds, checked from the most severe down. */
     thresholds: z
       .object({
@@ -45,9 +65,26 @@ const policySchema = z
         quarantine: z.number().default(10),
         tag: z.number().default(5),
       })
+      .strict() // was not strict: a typo like `rejcet: 20` was silently dropped
       .prefault({}),
     /** A symbol that forces an action whatever the score (e.g. CLAMAV_VIRUS: quarantine). */
-    forceActions: z.record(z.string(), actionSchema).default({}),
+    forceActions: symbolKeyed(actionSchema).default({}),
+  })
+  .strict();
+
+/**
+ * A tenant's overrides: only the keys it sets, no defaults. (It used to be `policySchema.partial()`, whose
+ * threshold defaults filled every unset threshold with 15/10/5 and so overrode the global thresholds.)
+ */
+const tenantPolicySchema = z
+  .object({
+    scores: symbolKeyed(z.number()).optional(),
+    groupCaps: groupKeyed.optional(),
+    thresholds: z
+      .object({ reject: z.number().optional(), quarantine: z.number().optional(), tag: z.number().optional() })
+      .strict()
+      .optional(),
+    forceActions: symbolKeyed(actionSchema).optional(),
   })
   .strict();
 
@@ -61,7 +98,7 @@ const tenantSchema = z
     deliverTo,
     sanitize: z.boolean().default(false),
     /** Per-tenant policy overrides, merged key by key over the global policy. */
-    policy: policySchema.partial().optional(),
+    policy: tenantPolicySchema.optional(),
   })
   .strict();
 

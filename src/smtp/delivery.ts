@@ -49,6 +49,19 @@ interface SmtpError extends Error {
   rejected?: string[];
   rejectedErrors?: SmtpError[];
   recipient?: string;
+  command?: string;
+}
+
+/**
+ * Only a 5xx answer to the transaction itself (MAIL, RCPT, DATA) or an address nodemailer cannot send at all is
+ * permanent. A 5xx to the greeting, EHLO or STARTTLS says the downstream server is misconfigured, not that the
+ * message is undeliverable: such mail waits (deferred) instead of bouncing a municipality's inbound mail.
+ */
+const TRANSACTION_COMMANDS = new Set(['MAIL FROM', 'RCPT TO', 'DATA']);
+
+function isPermanent(err: SmtpError): boolean {
+  if (err.code === 'EENVELOPE' && err.command === 'API') return true;
+  return err.responseCode !== undefined && err.responseCode >= 500 && TRANSACTION_COMMANDS.has(err.command ?? '');
 }
 
 /** Greeting budget of a downstream server; the usual MTA greets within a second. */
@@ -56,9 +69,11 @@ const GREETING_TIMEOUT_MS = 30_000;
 /** One pooled connection is closed after this many messages, as Postfix's smtp_connection_reuse_count_limit. */
 const MAX_MESSAGES_PER_CONNECTION = 100;
 
+/** Postfix-style: the reply, and which command it answered ("… (in reply to RCPT TO)"). */
 function describe(err: SmtpError): string {
-  if (err.response) return err.response;
-  return `${err.code ?? 'ERROR'} ${err.message}`;
+  const context = err.command && err.command !== 'API' && err.command !== 'CONN' ? ` (in reply to ${err.command})` : '';
+  if (err.response) return `${err.response}${context}`;
+  return `${err.code ?? 'ERROR'} ${err.message}${context}`;
 }
 
 export class SmtpDeliverer implements Deliverer {
@@ -107,7 +122,7 @@ export class SmtpDeliverer implements Deliverer {
     const out: DeliveryOutcome = { delivered: [], deferred: [], bounced: [], remote };
     const classify = (address: string, err: SmtpError) => {
       const entry = { address, response: describe(err), code: err.responseCode ?? null };
-      if (err.responseCode !== undefined && err.responseCode >= 500) out.bounced.push(entry);
+      if (isPermanent(err)) out.bounced.push(entry);
       else out.deferred.push(entry);
     };
     try {
