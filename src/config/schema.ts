@@ -217,35 +217,33 @@ export const configSchema = z
           .prefault({}),
       })
       .strict()
+      .superRefine((c, ctx) => {
+        if (c.socket && c.host) ctx.addIssue({ code: 'custom', path: [], message: 'set either clamav.socket or clamav.host, not both' });
+      })
       .prefault({}),
     policy: policySchema.prefault({}),
-    tenants: z.array(tenantSchema).min(1, 'at least one tenant is needed'),
-  })
-  .strict()
-  .superRefine((cfg, ctx) => {
-    const seenIds = new Map<string, number>();
-    const seenDomains = new Map<string, string>();
-    cfg.tenants.forEach((t, i) => {
-      if (seenIds.has(t.id)) {
-        ctx.addIssue({ code: 'custom', path: ['tenants', i, 'id'], message: `duplicate tenant id "${t.id}"` });
-      }
-      seenIds.set(t.id, i);
-      t.domains.forEach((d, j) => {
-        const owner = seenDomains.get(d);
-        if (owner !== undefined) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['tenants', i, 'domains', j],
-            message: `domain "${d}" already belongs to tenant "${owner}"`,
+    // The cross-tenant checks sit on the array, not on the root object: a root refinement is skipped by zod as
+    // soon as any other key (a missing hostname, say) fails, and then these errors were not reported with it.
+    tenants: z
+      .array(tenantSchema)
+      .min(1, 'at least one tenant is needed')
+      .superRefine((tenants, ctx) => {
+        const seenIds = new Set<string>();
+        const seenDomains = new Map<string, string>();
+        tenants.forEach((t, i) => {
+          if (seenIds.has(t.id)) ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `duplicate tenant id "${t.id}"` });
+          seenIds.add(t.id);
+          t.domains.forEach((d, j) => {
+            const owner = seenDomains.get(d);
+            if (owner !== undefined) {
+              ctx.addIssue({ code: 'custom', path: [i, 'domains', j], message: `domain "${d}" already belongs to tenant "${owner}"` });
+            }
+            seenDomains.set(d, t.id);
           });
-        }
-        seenDomains.set(d, t.id);
-      });
-    });
-    if (cfg.clamav.socket && cfg.clamav.host) {
-      ctx.addIssue({ code: 'custom', path: ['clamav'], message: 'set either clamav.socket or clamav.host, not both' });
-    }
-  });
+        });
+      }),
+  })
+  .strict();
 
 export type Config = z.infer<typeof configSchema>;
 export type TenantConfig = Config['tenants'][number];

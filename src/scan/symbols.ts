@@ -3,8 +3,12 @@
  * Scores here are defaults only; policy config overrides them (policy.scores). docs/symbols.md mirrors this file
  * (kept in sync by test/unit/scan/symbols.test.ts).
  */
+/** Symbol groups: the unit of policy.groupCaps. */
+export const symbolGroups = ['headers', 'mime', 'antivirus', 'archive', 'system'] as const;
+export type SymbolGroup = (typeof symbolGroups)[number];
+
 export interface SymbolInfo {
-  group: 'headers' | 'mime' | 'antivirus' | 'archive' | 'system';
+  group: SymbolGroup;
   /** Default score when policy.scores does not name the symbol. */
   score: number;
   description: string;
