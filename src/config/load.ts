@@ -21,8 +21,57 @@ function formatPath(p: readonly PropertyKey[]): string {
   return p.reduce<string>((acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${String(k)}` : String(k)), '');
 }
 
+type SchemaNode = z.core.$ZodType | undefined;
+
+/** Steps through defaults, optionals and pipes to the schema that does the checking. */
+function unwrapSchema(t: SchemaNode): SchemaNode {
+  for (;;) {
+    const def: z.core.$ZodTypeDef | undefined = t?._zod.def;
+    if (def && 'innerType' in def) t = def.innerType as z.core.$ZodType;
+    else if (def?.type === 'pipe' && 'in' in def) t = def.in as z.core.$ZodType;
+    else return t;
+  }
+}
+
+/** The object keys the schema allows at `path`, for "did you mean". */
+function knownKeysAt(path: readonly PropertyKey[]): string[] {
+  let t: SchemaNode = configSchema;
+  for (const key of path) {
+    const def = unwrapSchema(t)?._zod.def;
+    if (def?.type === 'array' && 'element' in def && typeof key === 'number') t = def.element as z.core.$ZodType;
+    else if (def?.type === 'object' && 'shape' in def) t = (def.shape as Record<string, z.core.$ZodType>)[String(key)];
+    else return [];
+  }
+  const def = unwrapSchema(t)?._zod.def;
+  return def?.type === 'object' && 'shape' in def ? Object.keys(def.shape as object) : [];
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
 function issuesOf(error: z.ZodError): ConfigIssue[] {
-  return error.issues.map((i) => ({ path: formatPath(i.path) || '(root)', message: i.message }));
+  return error.issues.flatMap((i) => {
+    // zod reports unknown keys on the enclosing object ("smtp: Unrecognized key"); report each at its own path
+    // ("smtp.maxMesageBytes"), with the closest allowed key when the name looks like a typo of one.
+    if (i.code === 'unrecognized_keys') {
+      const known = knownKeysAt(i.path);
+      return i.keys.map((key) => {
+        const [best] = known.map((k) => ({ k, d: editDistance(key, k) })).sort((a, b) => a.d - b.d);
+        const hint = best && best.d <= Math.max(2, Math.floor(key.length / 4)) ? ` (did you mean "${best.k}"?)` : '';
+        return { path: formatPath([...i.path, key]), message: `unknown key${hint}` };
+      });
+    }
+    return [{ path: formatPath(i.path) || '(root)', message: i.message }];
+  });
 }
 
 function deepFreeze<T>(o: T): T {
@@ -49,11 +98,18 @@ export function validateConfig(raw: unknown, baseDir = process.cwd()): ConfigRes
 
 /** Reads and validates a YAML file; every problem comes back with its key path. */
 export function checkConfigFile(file: string): ConfigResult {
-  let raw: unknown;
+  let text: string;
   try {
-    raw = parseYaml(readFileSync(file, 'utf8'));
+    text = readFileSync(file, 'utf8');
   } catch (err) {
     return { ok: false, issues: [{ path: '(file)', message: `cannot read ${file}: ${(err as Error).message}` }] };
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    // A separate message: "cannot read" for a YAML syntax error sent people looking for a permissions problem.
+    return { ok: false, issues: [{ path: '(file)', message: `${file} is not valid YAML: ${(err as Error).message}` }] };
   }
   return validateConfig(raw, path.dirname(path.resolve(file)));
 }

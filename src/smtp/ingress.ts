@@ -198,7 +198,8 @@ export class Ingress {
 
     let written: { size: number; sha256: string };
     try {
-      written = await store.write(mid, peek, { maxBytes: config.smtp.maxMessageBytes + Buffer.byteLength(header) });
+      const all: Buffer[] = []; for await (const ch of peek) all.push(ch as Buffer);
+      written = await store.write(mid, (await import('node:stream')).Readable.from([Buffer.concat(all)]), { maxBytes: config.smtp.maxMessageBytes + Buffer.byteLength(header) });
     } catch (err) {
       stream.resume();
       if (err instanceof SizeLimitError || stream.sizeExceeded) {

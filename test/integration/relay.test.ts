@@ -2,6 +2,7 @@
  * The relay's guarantees end to end: real SMTP in, real Redis/BullMQ, real SMTP sinks downstream.
  */
 import { readFileSync } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { simpleParser } from 'mailparser';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -150,7 +151,7 @@ describe('relay', () => {
       wrapStores: (s: Stores) => ({
         meta: s.meta,
         store: override(s.store, {
-          write: async (id: string, src: NodeJS.ReadableStream & import('node:stream').Readable) => {
+          write: async (id: string, src: Readable) => {
             if (!failWrites) return s.store.write(id, src);
             src.resume();
             throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });

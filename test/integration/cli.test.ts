@@ -1,0 +1,108 @@
+/**
+ * The `sekisho` command as an operator runs it: `start` with its own managed redis-server (no redis.url), and
+ * `ingress` + `worker` as separate processes sharing one Redis and data dir; both stop cleanly on SIGTERM.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { freePort, waitForPort } from '../../src/services/redis-server.ts';
+import { deletePrefix } from '../helpers/harness.ts';
+import { sendRaw, simpleMessage } from '../helpers/raw-smtp.ts';
+import { testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+import { SmtpSink } from '../helpers/smtp-sink.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/sekisho.js', import.meta.url));
+let dir: string;
+let sink: SmtpSink;
+const procs: ChildProcess[] = [];
+
+beforeEach(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'sekisho-cli-'));
+  sink = await new SmtpSink().start();
+});
+afterEach(async () => {
+  for (const p of procs.splice(0)) if (p.exitCode === null) p.kill('SIGKILL');
+  await sink.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function run(args: string[]): { proc: ChildProcess; exited: Promise<number | null>; output: () => string } {
+  const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  procs.push(proc);
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  return { proc, exited, output: () => out };
+}
+
+async function writeConfig(extra: Record<string, unknown>): Promise<{ file: string; smtpPort: number; adminPort: number }> {
+  const smtpPort = await freePort();
+  const adminPort = await freePort();
+  const file = path.join(dir, 'sekisho.yaml');
+  const tenants = `tenants:\n  - id: city\n    name: "デモ市"\n    domains: ["city.example.lg.jp"]\n    deliverTo: "${sink.url}"\n`;
+  const yaml = [
+    'hostname: mx.test.lg.jp',
+    `smtp:\n  listen: "127.0.0.1:${smtpPort}"\n  closeTimeoutMs: 2000`,
+    `admin:\n  listen: "127.0.0.1:${adminPort}"`,
+    `dataDir: ./data`,
+    'log:\n  level: info',
+    ...Object.entries(extra).map(([k, v]) => `${k}: ${JSON.stringify(v)}`),
+    tenants,
+  ].join('\n');
+  writeFileSync(file, yaml);
+  return { file, smtpPort, adminPort };
+}
+
+it('start: runs everything with a managed redis-server, delivers, serves /healthz, and stops on SIGTERM', async () => {
+  const { file, smtpPort, adminPort } = await writeConfig({});
+  const app = run(['start', '--config', file]);
+  await waitForPort(adminPort, '127.0.0.1', 60_000, app.proc);
+  await waitForPort(smtpPort, '127.0.0.1', 60_000, app.proc);
+  expect(await sendRaw(smtpPort, 's@example.net', ['u@city.example.lg.jp'], simpleMessage({ to: 'u@city.example.lg.jp' }))).toMatch(/^250 /);
+  await sink.waitFor(1, 60_000);
+  const health = await fetch(`http://127.0.0.1:${adminPort}/healthz`);
+  expect(health.status).toBe(200);
+  expect(app.output()).toContain('started a managed redis-server');
+  app.proc.kill('SIGTERM');
+  expect(await app.exited).toBe(0);
+  expect(app.output()).toContain('"msg":"stopped"');
+});
+
+it('ingress and worker as separate processes against one Redis and data dir', async () => {
+  const prefix = uniquePrefix('cli');
+  const { file, smtpPort } = await writeConfig({ redis: { url: testRedisUrl(), prefix } });
+  try {
+    const ingress = run(['ingress', '--config', file]);
+    await waitForPort(smtpPort, '127.0.0.1', 60_000, ingress.proc);
+    expect(await sendRaw(smtpPort, 's@example.net', ['u@city.example.lg.jp'], simpleMessage({ to: 'u@city.example.lg.jp' }))).toMatch(/^250 /);
+    // Accepted and spooled with no worker running; the worker started later delivers it.
+    const worker = run(['worker', '--config', file]);
+    await sink.waitFor(1, 60_000);
+    ingress.proc.kill('SIGTERM');
+    worker.proc.kill('SIGTERM');
+    expect(await ingress.exited).toBe(0);
+    expect(await worker.exited).toBe(0);
+  } finally {
+    await deletePrefix(testRedisUrl(), prefix);
+  }
+});
+
+it('check-config reports each invalid key with its path and exits 1', async () => {
+  const file = path.join(dir, 'bad.yaml');
+  writeFileSync(file, 'hostname: x\nsmtp:\n  listen: "nope"\ntenants:\n  - id: a\n    name: A\n    domains: ["a.example.jp"]\n    deliverTo: "http://x"\n');
+  const r = run(['check-config', file]);
+  expect(await r.exited).toBe(1);
+  expect(r.output()).toContain('smtp.listen');
+  expect(r.output()).toContain('tenants[0].deliverTo');
+});
+
+it('refuses to run a single role without redis.url', async () => {
+  const { file } = await writeConfig({});
+  const r = run(['worker', '--config', file]);
+  expect(await r.exited).toBe(1);
+  expect(r.output()).toContain('needs redis.url');
+});
