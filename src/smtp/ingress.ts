@@ -7,6 +7,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { socketTimeout } from 'smtp-server/lib/smtp-connection.js';
 import { readFileSync } from 'node:fs';
 import type { Metrics } from '../admin/metrics.ts';
 import type { Config } from '../config/schema.ts';
@@ -17,7 +18,7 @@ import { SizeLimitError } from '../spool/message-store.ts';
 import type { MetaStore } from '../spool/meta-store.ts';
 import { newMessageId } from '../spool/message-id.ts';
 import { receivedHeader } from './received.ts';
-import { replies, useCatalogueEnhancedCodes } from './replies.ts';
+import { limitBadCommands, replies, useCatalogueEnhancedCodes } from './replies.ts';
 import { ConnectionLimiter } from './connection-limiter.ts';
 
 /** Bytes of the header section the ingress looks at for Message-ID and Subject (operators' search fields). */
@@ -26,6 +27,14 @@ const HEADER_PEEK_BYTES = 64 * 1024;
 const CLAIM_RACE_WAIT_MS = 5_000;
 /** Longest Subject/Message-ID kept in the metadata row. */
 const MAX_HEADER_FIELD_CHARS = 998;
+/** Line feed: a DATA chunk that contains one completed a line (bare LFs included). */
+const LF = 0x0a;
+/**
+ * A "record" of DATA for the per-record deadline: a line, or this many bytes of an overlong one (Postfix's
+ * line_length_limit), so that a message with a multi-megabyte line (broken, but real) from a slow sender is not cut
+ * off while its bytes keep flowing.
+ */
+const DATA_RECORD_BYTES = 2048;
 
 export interface IngressDeps {
   config: Config;
@@ -71,6 +80,43 @@ function prefixed(prefix: Buffer, source: NodeJS.ReadableStream, peek: HeadPeek)
   source.on('error', (err) => peek.destroy(err as Error));
   source.pipe(peek);
   return peek;
+}
+
+/**
+ * The per-record deadline of DATA (as Postfix's smtpd_per_record_deadline): every line of the message (or every
+ * DATA_RECORD_BYTES of an overlong one) must arrive within `timeoutMs`. smtp-server's idle timeout is reset by every
+ * byte, so without this a slowloris client trickling a byte every few seconds would hold its connection, a temp
+ * file and a slot of smtp.maxConnectionsPerIp for as long as it likes. Ordinary mail sends a line in microseconds.
+ * Time during which the client is held back by us (the spool not reading: backpressure) does not count.
+ * `onExpired` runs at most once.
+ */
+function watchDataRecords(stream: SMTPServerDataStream, timeoutMs: number, onExpired: () => void): void {
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      if (stream.writableNeedDrain || stream.readableLength > 0) return arm(); // waiting for us, not the client
+      stop();
+      onExpired();
+    }, timeoutMs);
+    timer.unref();
+  };
+  let bytes = 0;
+  const onData = (chunk: Buffer) => {
+    bytes += chunk.length;
+    if (bytes >= DATA_RECORD_BYTES || chunk.includes(LF)) {
+      bytes = 0;
+      arm();
+    }
+  };
+  const stop = () => {
+    clearTimeout(timer);
+    stream.off('data', onData);
+  };
+  stream.on('data', onData);
+  stream.once('end', stop);
+  stream.once('close', stop);
+  arm();
 }
 
 export class Ingress {
@@ -124,6 +170,20 @@ export class Ingress {
       onClose: (session) => this.#onClose(session),
     });
     this.#server.on('error', (err) => deps.log.warn({ err }, 'smtp server error'));
+    limitBadCommands(this.#server, {
+      max: smtp.maxBadCommands,
+      onExceeded: (sessionId) => {
+        this.#reject('bad-commands');
+        deps.log.info({ cid: sessionId, limit: smtp.maxBadCommands }, 'too many bad commands; closing connection');
+      },
+    });
+  }
+
+  /** Sends `reply` (a 421) on the connection of `sessionId`, which makes smtp-server close it. */
+  #closeSession(sessionId: string, r: { responseCode: number; message: string }): void {
+    for (const conn of this.#server.connections) {
+      if (conn.id === sessionId) return conn.send(r.responseCode, r.message);
+    }
   }
 
   #state(session: SMTPServerSession): SessionState {
@@ -194,18 +254,35 @@ export class Ingress {
       recipient: rcpts.length === 1 ? (rcpts[0] ?? null) : null,
       date: new Date(),
     });
+    // The client vanished, or was cut off, in the middle of DATA: smtp-server then fails the stream.
+    let clientGone = false;
+    stream.once('error', () => {
+      clientGone = true;
+    });
     const peek = prefixed(Buffer.from(header, 'latin1'), stream, new HeadPeek());
+    // The same value smtp-server's idle timeout uses (0 there means its default).
+    const lineTimeoutMs = socketTimeout({ socketTimeout: config.smtp.socketTimeoutMs });
+    watchDataRecords(stream, lineTimeoutMs, () => {
+      this.#reject('data-timeout');
+      log.info({ timeoutMs: lineTimeoutMs, bytes: stream.byteLength }, 'DATA line not completed in time; closing connection');
+      this.#closeSession(session.id, replies.dataLineTimeout());
+    });
 
     let written: { size: number; sha256: string };
     try {
-      const all: Buffer[] = []; for await (const ch of peek) all.push(ch as Buffer);
-      written = await store.write(mid, (await import('node:stream')).Readable.from([Buffer.concat(all)]), { maxBytes: config.smtp.maxMessageBytes + Buffer.byteLength(header) });
+      written = await store.write(mid, peek, { maxBytes: config.smtp.maxMessageBytes + Buffer.byteLength(header) });
     } catch (err) {
       stream.resume();
       if (err instanceof SizeLimitError || stream.sizeExceeded) {
         this.#reject('size');
         log.info({ limit: config.smtp.maxMessageBytes }, 'message too big');
         throw replies.messageTooBig(config.smtp.maxMessageBytes);
+      }
+      if (clientGone) {
+        // Not a spool failure (operators alert on those): store.write removed its temp file, and nobody is left
+        // to read a reply.
+        log.info({ err }, 'connection lost during DATA; nothing kept');
+        throw replies.localError();
       }
       this.#reject('spool-error');
       log.error({ err }, 'spool write failed; answering 451');

@@ -2,6 +2,7 @@
  * The SMTP reply catalogue: every reply Sekisho itself chooses, with its RFC 3463 enhanced status code. Replies
  * are Error objects (smtp-server's callback contract) carrying `responseCode`; the enhanced code leads the text.
  */
+import type { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 
 export interface SmtpReply extends Error {
@@ -23,6 +24,8 @@ export const replies = {
   localError: () => reply(451, '4.3.0', 'Temporary local problem, message not accepted, try again later'),
   messageTooBig: (limit: number) => reply(552, '5.3.4', `Message exceeds fixed maximum message size ${limit}`),
   rejectedByPolicy: (reason: string) => reply(550, '5.7.1', `Message rejected: ${reason}`),
+  tooManyBadCommands: () => reply(421, '4.7.0', 'Too many errors, closing connection'),
+  dataLineTimeout: () => reply(421, '4.4.2', 'Timeout waiting for the rest of a message line, closing connection'),
   /** The success text of DATA; smtp-server sends it with code 250. */
   queued: (id: string) => `2.0.0 Ok: queued as ${id}`,
 } as const;
@@ -31,17 +34,69 @@ const ENHANCED_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
 let patched = false;
 
 /**
+ * Replies that mean "the client sent a command it should not have": unrecognised (500), bad syntax (501, 504),
+ * not implemented (502), out of sequence (503). smtp-server only limits unrecognised commands (a fixed 10) and
+ * never out-of-sequence ones, so smtp.maxBadCommands is enforced here, where every reply passes.
+ */
+const BAD_COMMAND_CODES: ReadonlySet<number> = new Set([500, 501, 502, 503, 504]);
+
+export interface BadCommandLimit {
+  /** Bad-command replies one connection may draw (between two accepted messages) before it is closed. */
+  max: number;
+  /** Called once when a connection reaches `max`, just before it gets 421 4.7.0. */
+  onExceeded: (sessionId: string) => void;
+}
+
+interface ConnectionInternals {
+  id: string;
+  _server: SMTPServer;
+}
+
+/** Per server (only the ingress registers one: the test sinks in the same process have no limit). */
+const badCommandLimits = new WeakMap<SMTPServer, BadCommandLimit>();
+/** Bad-command replies drawn so far, per connection. */
+const badCommandCounts = new WeakMap<ConnectionInternals, number>();
+
+/**
+ * Closes a connection of `server` with `421 4.7.0` once it has drawn `limit.max` bad-command replies. The count
+ * starts again after an accepted message, as Postfix's smtpd_hard_error_limit counts errors "without delivering
+ * mail": a long session of a real MTA is not cut off for a stray error per message. Needs the patch below.
+ */
+export function limitBadCommands(server: SMTPServer, limit: BadCommandLimit): void {
+  useCatalogueEnhancedCodes();
+  badCommandLimits.set(server, limit);
+}
+
+function countBadCommand(conn: ConnectionInternals, code: number, context: unknown, send: (code: number, data: string) => void): void {
+  const limit = badCommandLimits.get(conn._server);
+  if (!limit) return;
+  if (code === 250 && context === 'DATA_OK') {
+    badCommandCounts.delete(conn);
+    return;
+  }
+  if (!BAD_COMMAND_CODES.has(code)) return;
+  const n = (badCommandCounts.get(conn) ?? 0) + 1;
+  badCommandCounts.set(conn, n);
+  if (n < limit.max) return;
+  badCommandCounts.delete(conn);
+  limit.onExceeded(conn.id);
+  const r = replies.tooManyBadCommands();
+  send(r.responseCode, r.message); // a 421 makes smtp-server close the connection
+}
+
+/**
  * smtp-server adds an enhanced status code of its own choosing to every reply (550 always becomes 5.1.1, a
  * successful DATA 2.6.0). Our catalogue chooses the code itself, so a reply text that already begins with one
- * is sent as it is. Idempotent; called once by the ingress.
+ * is sent as it is. Every reply also goes through the bad-command count (limitBadCommands). Idempotent.
  */
 export function useCatalogueEnhancedCodes(): void {
   if (patched) return;
   patched = true;
   const proto = SMTPConnection.prototype as unknown as { send(code: number, data: unknown, context?: unknown): void };
   const original = proto.send;
-  proto.send = function send(code: number, data: unknown, context?: unknown) {
-    if (typeof data === 'string' && ENHANCED_PREFIX.test(data)) return original.call(this, code, data, false);
-    return original.call(this, code, data, context);
+  proto.send = function send(this: ConnectionInternals, code: number, data: unknown, context?: unknown) {
+    if (typeof data === 'string' && ENHANCED_PREFIX.test(data)) original.call(this, code, data, false);
+    else original.call(this, code, data, context);
+    countBadCommand(this, code, context, (c, d) => original.call(this, c, d, false));
   };
 }
