@@ -24,6 +24,7 @@
  *   --concurrency N      concurrent SMTP clients (default 20)
  *   --per-connection N   messages per connection in the "reuse" shape (default 100)
  *   --no-big / --big-only  skip / only run the 50 MB message figure
+ *   --big-runs N         fresh instances the 50 MB message is measured on (default 3; 1 with --quick)
  *   --json FILE          also write the JSON result to FILE
  */
 import { execFileSync } from 'node:child_process';
@@ -33,7 +34,7 @@ import { parseArgs } from 'node:util';
 import { cleanupAndExit, runCleanup } from './lib/cleanup.ts';
 import { bigMessage, messageFactory } from './lib/message.ts';
 import { PostfixInstance, postfixUnavailable } from './lib/postfix-instance.ts';
-import { TreeSampler } from './lib/proc-rss.ts';
+import { CpuMeter, TreeSampler } from './lib/proc-rss.ts';
 import { fmt, mb, percentile, table } from './lib/report.ts';
 import { SekishoInstance, sekishoUnavailable } from './lib/sekisho-instance.ts';
 import { Sink } from './lib/sink.ts';
@@ -97,12 +98,20 @@ interface CellResult {
   peakRssByProcessMB: Record<string, number>;
   /** 1-minute load average when the cell started: other work on the machine skews every figure. */
   loadAvg1AtStart: number;
+  /** CPU seconds of the system under test during the measured load and delivery, and per message. */
+  cpuSystemS: number;
+  cpuMsPerMsg: number;
+  /** CPU seconds of the bench's generator and sink. */
+  cpuBenchS: number;
+  /** CPU that other processes on the machine took meanwhile, as % of all cores × wall time. */
+  otherCpuPct: number;
   failures: Record<string, number>;
   note?: string;
 }
 
 interface BigResult {
   system: SystemName;
+  run: number;
   messageBytes: number;
   accepted: boolean;
   acceptSeconds: number;
@@ -130,6 +139,7 @@ const { values: args } = parseArgs({
     'per-connection': { type: 'string', default: '100' },
     'no-big': { type: 'boolean', default: false },
     'big-only': { type: 'boolean', default: false },
+    'big-runs': { type: 'string' },
     json: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -147,10 +157,7 @@ const scale = Number(args.scale ?? process.env.BENCH_SCALE ?? (quick ? 0.1 : 1))
 const only = (args.only ?? process.env.BENCH_ONLY ?? '').toLowerCase();
 const concurrency = Number(args.concurrency);
 const perConnection = Number(args['per-connection']);
-if (!(scale > 0) || !(concurrency >= 1) || !(perConnection >= 1) || !['', 'sekisho', 'postfix'].includes(only)) {
-  console.error('usage: npm run bench:relay -- [--quick] [--scale X] [--only sekisho|postfix] … (--help)');
-  process.exit(64);
-}
+const bigRuns = Number(args['big-runs'] ?? (quick ? 1 : 3));
 
 const allWorkloads: Record<string, Workload> = {
   '1k': { name: '1KB', bytes: 1024, count: 10_000 },
@@ -166,6 +173,19 @@ const shapes: Shape[] = args.shapes
   .map((s) => s.trim())
   .filter((s): s is Shape['name'] => s === 'reuse' || s === 'single')
   .map((name) => ({ name, perConnection: name === 'reuse' ? perConnection : 1 }));
+
+const valid =
+  scale > 0 &&
+  bigRuns >= 1 &&
+  concurrency >= 1 &&
+  perConnection >= 1 &&
+  ['', 'sekisho', 'postfix'].includes(only) &&
+  workloads.length > 0 &&
+  shapes.length > 0;
+if (!valid) {
+  console.error('usage: npm run bench:relay -- [--quick] [--scale X] [--only sekisho|postfix] … (--help)');
+  process.exit(64);
+}
 
 /** Messages sent (and delivered) before each measured run, so that no cell measures a cold start. */
 const warmupCount = quick ? 20 : 100;
@@ -314,6 +334,7 @@ async function runCell(sink: Sink, system: SystemName, workload: Workload, shape
 
     const prefix = `${runTag}-c${cellNo}-`;
     await sink.reset(prefix);
+    const cpu = new CpuMeter(() => sut.rootPids(), system === 'sekisho').start();
     const pad = String(workload.count).length;
     const result = await load(
       sut,
@@ -324,6 +345,7 @@ async function runCell(sink: Sink, system: SystemName, workload: Workload, shape
     );
     const waited = await waitDelivered(sink, sut, result.accepted, deliveryDeadlineMs, label);
     progressDone();
+    const cpuShare = cpu.stop(os.cpus().length);
     const stats = await sink.stats();
     const arrivals = await sink.arrivals();
     const mem = sampler.stop();
@@ -368,6 +390,10 @@ async function runCell(sink: Sink, system: SystemName, workload: Workload, shape
       peakPssMB: mb(mem.peakPss),
       peakRssByProcessMB: byNameMB(mem.peakByName),
       loadAvg1AtStart,
+      cpuSystemS: cpuShare.system,
+      cpuMsPerMsg: (cpuShare.system * 1000) / Math.max(1, stats.count),
+      cpuBenchS: cpuShare.bench,
+      otherCpuPct: (100 * cpuShare.other) / (cpuShare.wall * cpuShare.cores),
       failures: Object.fromEntries(result.failures),
     };
     if (waited.why) cell.note = waited.why;
@@ -377,7 +403,8 @@ async function runCell(sink: Sink, system: SystemName, workload: Workload, shape
     if (waited.why) console.error(`  ${waited.why} (${stats.count}/${result.accepted})\n${indent(sut.log())}`);
     console.error(
       `  accepted ${fmt(cell.acceptedPerSec)}/s, e2e ${fmt(cell.e2ePerSec)}/s, p50 ${fmt(cell.latencyP50Ms)} ms, ` +
-        `p99 ${fmt(cell.latencyP99Ms)} ms, peak RSS ${fmt(cell.peakRssMB)} MB`,
+        `p99 ${fmt(cell.latencyP99Ms)} ms, peak RSS ${fmt(cell.peakRssMB)} MB, CPU ${fmt(cell.cpuMsPerMsg, 2)} ms/msg, ` +
+        `other load ${fmt(cell.otherCpuPct, 0)}%`,
     );
     return cell;
   } finally {
@@ -390,9 +417,9 @@ async function runCell(sink: Sink, system: SystemName, workload: Workload, shape
 // ---------------------------------------------------------------------------------------------------------------
 // The 50 MB message: RSS growth of the process tree while it is accepted (and until it is delivered).
 
-async function runBig(sink: Sink, system: SystemName): Promise<BigResult> {
+async function runBig(sink: Sink, system: SystemName, run: number): Promise<BigResult> {
   cellNo += 1;
-  const label = `${system} 50 MB message`;
+  const label = `${system} 50 MB message, run ${run}/${bigRuns}`;
   console.error(`▶ ${label}`);
   const sut = await startSystem(system, sink.port);
   const sampler = new TreeSampler(() => sut.rootPids(), 20);
@@ -424,6 +451,7 @@ async function runBig(sink: Sink, system: SystemName): Promise<BigResult> {
     const acceptSeconds = (result.lastAccept - result.t0) / 1000;
     const out: BigResult = {
       system,
+      run,
       messageBytes: msg.bytes,
       accepted: result.accepted === 1,
       acceptSeconds,
@@ -548,12 +576,14 @@ async function main(): Promise<void> {
   const big: BigResult[] = [];
   if (!args['no-big']) {
     for (const system of systems) {
-      try {
-        big.push(await runBig(sink, system));
-      } catch (err) {
-        const error = err instanceof Error ? err.message : String(err);
-        console.error(`✗ ${system} 50 MB message: ${error}`);
-        errors.push({ system, cell: '50 MB message', error: error.split('\n')[0] ?? error });
+      for (let run = 1; run <= bigRuns; run++) {
+        try {
+          big.push(await runBig(sink, system, run));
+        } catch (err) {
+          const error = err instanceof Error ? err.message : String(err);
+          console.error(`✗ ${system} 50 MB message: ${error}`);
+          errors.push({ system, cell: `50 MB message run ${run}`, error: error.split('\n')[0] ?? error });
+        }
       }
     }
   }
@@ -566,7 +596,22 @@ async function main(): Promise<void> {
       `Relay benchmark — concurrency ${concurrency}, reuse = up to ${perConnection} msgs/connection with RSET, ` +
         'single = 1 msg/connection; latency = MAIL FROM → arrival at the sink',
       table(
-        ['system', 'workload', 'shape', 'msgs', 'accepted/s', 'e2e/s', 'p50 ms', 'p99 ms', 'peak RSS MB', 'peak PSS MB', 'failed', 'missing'],
+        [
+          'system',
+          'workload',
+          'shape',
+          'msgs',
+          'accepted/s',
+          'e2e/s',
+          'p50 ms',
+          'p99 ms',
+          'peak RSS MB',
+          'peak PSS MB',
+          'CPU ms/msg',
+          'other CPU %',
+          'failed',
+          'missing',
+        ],
         cells.map((c) => [
           c.system,
           c.workload,
@@ -578,12 +623,18 @@ async function main(): Promise<void> {
           fmt(c.latencyP99Ms),
           fmt(c.peakRssMB),
           fmt(c.peakPssMB),
+          fmt(c.cpuMsPerMsg, 2),
+          fmt(c.otherCpuPct, 0),
           String(c.failed + c.notSent),
           String(c.missing),
         ]),
       ),
     );
     if (cells.some((c) => !c.e2eComplete)) out.push('* not every accepted message reached the sink (see "missing")');
+    out.push(
+      'CPU ms/msg = CPU time of the system under test per delivered message; other CPU % = what processes outside ' +
+        'the bench and the system under test took of all cores meanwhile (noise when above a few %)',
+    );
   }
   const ratios: Array<Record<string, string | number | boolean>> = [];
   for (const workload of workloads) {
@@ -626,9 +677,10 @@ async function main(): Promise<void> {
       '',
       `One ${fmt(bigMessageBytes / 1e6, 0)} MB message (RSS of the process tree; target for Sekisho: growth < ${bigRssTargetMB} MB while accepting)`,
       table(
-        ['system', 'accepted', 'accept s', 'baseline MB', 'growth accepting MB', 'growth until delivered MB', 'delivered s'],
+        ['system', 'run', 'accepted', 'accept s', 'baseline MB', 'growth accepting MB', 'growth until delivered MB', 'delivered s'],
         big.map((b) => [
           b.system,
+          String(b.run),
           b.accepted ? 'yes' : `no: ${b.error ?? ''}`,
           fmt(b.acceptSeconds, 2),
           fmt(b.baselineRssMB),
@@ -636,7 +688,7 @@ async function main(): Promise<void> {
           fmt(b.rssGrowthUntilDeliveredMB),
           b.delivered ? fmt(b.deliveredSeconds, 2) : `- (${b.error ?? 'not delivered'})`,
         ]),
-        2,
+        3,
       ),
     );
   }

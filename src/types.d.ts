@@ -1,7 +1,7 @@
 declare module 'mailsplit' {
   import { Transform } from 'node:stream';
   export class Splitter extends Transform {
-    constructor(options?: { ignoreEmbedded?: boolean; maxHeadSize?: number });
+    constructor(options?: { ignoreEmbedded?: boolean; maxHeadSize?: number; maxChildNodes?: number });
   }
 }
 declare module 'libbase64' {

@@ -1,7 +1,9 @@
 /**
- * Memory of a process tree, read from /proc: the sum of RSS (what the brief asks for; counts shared library
- * pages once per process, which flatters nothing and inflates multi-process systems such as Postfix) and the sum
- * of PSS (shared pages divided among their users — the fairer "how much memory does this system use").
+ * Memory and CPU of a process tree, read from /proc: the sum of RSS (what the brief asks for; counts shared
+ * library pages once per process, which inflates multi-process systems such as Postfix), the sum of PSS (shared
+ * pages divided among their users — the fairer "how much memory does this system use"), and CPU time (its own
+ * plus that of children it reaped), next to the whole machine's busy time so that a run can tell how much of the
+ * CPU something else took.
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -11,6 +13,14 @@ const pageBytes = (() => {
     return Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }).trim()) || 4096;
   } catch {
     return 4096;
+  }
+})();
+
+const ticksPerSecond = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
   }
 })();
 
@@ -108,6 +118,74 @@ export function sampleTree(roots: readonly number[], withPss = true): MemorySamp
  * Samples a process tree every `intervalMs` and keeps the peaks. `roots` is called at each sample so that a
  * system whose root pid appears later (Postfix's master) is followed.
  */
+/** CPU seconds of the tree: user+system of each live member plus what each reaped from its exited children. */
+export function treeCpuSeconds(roots: readonly number[]): number {
+  let ticks = 0;
+  for (const p of processTree(roots)) {
+    try {
+      const stat = readFileSync(`/proc/${p.pid}/stat`, 'latin1');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    } catch {
+      // exited meanwhile; its parent's cutime/cstime will carry it
+    }
+  }
+  return ticks / ticksPerSecond;
+}
+
+/** CPU seconds all cores of the machine spent not idle since boot. */
+export function machineBusySeconds(): number {
+  const f = (readFileSync('/proc/stat', 'latin1').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already inside user)
+  const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
+  return busy / ticksPerSecond;
+}
+
+export interface CpuShare {
+  /** CPU seconds of the system under test. */
+  system: number;
+  /** CPU seconds of the bench itself (generator and sink). */
+  bench: number;
+  /** CPU seconds everything else on the machine used meanwhile — noise in every figure when large. */
+  other: number;
+  wall: number;
+  cores: number;
+}
+
+/**
+ * CPU accounting over one run. `benchRoots` is the bench process (its tree holds the sink, and Sekisho when that
+ * is the system under test, which is subtracted); `systemRoots` the system under test.
+ */
+export class CpuMeter {
+  readonly #system: () => number[];
+  readonly #systemIsBenchChild: boolean;
+  #t0 = 0;
+  #sys0 = 0;
+  #bench0 = 0;
+  #machine0 = 0;
+
+  constructor(systemRoots: () => number[], systemIsBenchChild: boolean) {
+    this.#system = systemRoots;
+    this.#systemIsBenchChild = systemIsBenchChild;
+  }
+
+  start(): this {
+    this.#t0 = Date.now();
+    this.#sys0 = treeCpuSeconds(this.#system());
+    this.#bench0 = treeCpuSeconds([process.pid]);
+    this.#machine0 = machineBusySeconds();
+    return this;
+  }
+
+  stop(cores: number): CpuShare {
+    const system = treeCpuSeconds(this.#system()) - this.#sys0;
+    let bench = treeCpuSeconds([process.pid]) - this.#bench0;
+    if (this.#systemIsBenchChild) bench -= system;
+    const machine = machineBusySeconds() - this.#machine0;
+    return { system, bench, other: Math.max(0, machine - system - bench), wall: (Date.now() - this.#t0) / 1000, cores };
+  }
+}
+
 export class TreeSampler {
   readonly #roots: () => number[];
   readonly #intervalMs: number;

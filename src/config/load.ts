@@ -37,12 +37,12 @@ function unwrapSchema(t: SchemaNode): SchemaNode {
 function knownKeysAt(path: readonly PropertyKey[]): string[] {
   let t: SchemaNode = configSchema;
   for (const key of path) {
-    const def = unwrapSchema(t)?._zod.def;
+    const def: z.core.$ZodTypeDef | undefined = unwrapSchema(t)?._zod.def;
     if (def?.type === 'array' && 'element' in def && typeof key === 'number') t = def.element as z.core.$ZodType;
     else if (def?.type === 'object' && 'shape' in def) t = (def.shape as Record<string, z.core.$ZodType>)[String(key)];
     else return [];
   }
-  const def = unwrapSchema(t)?._zod.def;
+  const def: z.core.$ZodTypeDef | undefined = unwrapSchema(t)?._zod.def;
   return def?.type === 'object' && 'shape' in def ? Object.keys(def.shape as object) : [];
 }
 
@@ -109,7 +109,9 @@ export function checkConfigFile(file: string): ConfigResult {
     raw = parseYaml(text);
   } catch (err) {
     // A separate message: "cannot read" for a YAML syntax error sent people looking for a permissions problem.
-    return { ok: false, issues: [{ path: '(file)', message: `${file} is not valid YAML: ${(err as Error).message}` }] };
+    // yaml's message ends with a multi-line excerpt of the source; the first line has the reason and position.
+    const reason = ((err as Error).message.split('\n')[0] ?? '').replace(/:$/, '');
+    return { ok: false, issues: [{ path: '(file)', message: `${file} is not valid YAML: ${reason}` }] };
   }
   return validateConfig(raw, path.dirname(path.resolve(file)));
 }
@@ -133,8 +135,10 @@ export function loadConfig(cliValue?: string): LoadedConfig {
   const file = configFileFromEnv(cliValue);
   const r = file ? checkConfigFile(file) : validateConfig(demoConfig);
   if (!r.ok) {
+    // An unreadable file or bad YAML is reported under "(file)": give it its own code (it always had
+    // SEKISHO_ERR_CONFIG_INVALID, and SEKISHO_ERR_CONFIG_READ was never raised).
     throw new SekishoError(
-      'SEKISHO_ERR_CONFIG_INVALID',
+      r.issues.some((i) => i.path === '(file)') ? 'SEKISHO_ERR_CONFIG_READ' : 'SEKISHO_ERR_CONFIG_INVALID',
       `invalid configuration${file ? ` in ${file}` : ''}:\n${formatIssues(r.issues)}`,
     );
   }

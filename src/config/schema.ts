@@ -14,6 +14,9 @@ const listenAddress = z
 
 const ms = (def: number) => z.number().int().nonnegative().default(def);
 
+/** Query options of a route URL that src/smtp/delivery.ts understands. */
+const ROUTE_OPTIONS = ['requireTLS', 'verifyTLS'];
+
 const deliverTo = z
   .string()
   .refine((s) => {
@@ -23,7 +26,16 @@ const deliverTo = z
     } catch {
       return false;
     }
-  }, 'must be smtp://host[:port] or smtps://host[:port], optionally with ?requireTLS=true');
+  }, 'must be smtp://host[:port] or smtps://host[:port], optionally with ?requireTLS=true')
+  // The delivery client reads these two options and ignores anything else, so a misspelt `?requireTls=true`
+  // used to send without TLS, silently.
+  .refine((s) => {
+    try {
+      return [...new URL(s).searchParams].every(([k, v]) => ROUTE_OPTIONS.includes(k) && (v === 'true' || v === 'false'));
+    } catch {
+      return true; // not a URL: reported by the check above (no `abort` there, it would hide the tenant checks)
+    }
+  }, 'the only route options are requireTLS=true|false and verifyTLS=true|false');
 
 const domain = z
   .string()
@@ -222,26 +234,36 @@ export const configSchema = z
       })
       .prefault({}),
     policy: policySchema.prefault({}),
-    // The cross-tenant checks sit on the array, not on the root object: a root refinement is skipped by zod as
-    // soon as any other key (a missing hostname, say) fails, and then these errors were not reported with it.
+    // The cross-tenant checks sit on the array and run even when other keys or tenants have errors (`when`): as a
+    // root refinement, zod skipped them as soon as anything else failed (a missing hostname, a bad deliverTo),
+    // so a file's duplicate tenants only showed up after its other errors were fixed. Hence the defensive reads.
     tenants: z
       .array(tenantSchema)
       .min(1, 'at least one tenant is needed')
-      .superRefine((tenants, ctx) => {
-        const seenIds = new Set<string>();
-        const seenDomains = new Map<string, string>();
-        tenants.forEach((t, i) => {
-          if (seenIds.has(t.id)) ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `duplicate tenant id "${t.id}"` });
-          seenIds.add(t.id);
-          t.domains.forEach((d, j) => {
-            const owner = seenDomains.get(d);
-            if (owner !== undefined) {
-              ctx.addIssue({ code: 'custom', path: [i, 'domains', j], message: `domain "${d}" already belongs to tenant "${owner}"` });
-            }
-            seenDomains.set(d, t.id);
+      .superRefine(
+        (tenants: readonly unknown[], ctx) => {
+          const seenIds = new Set<string>();
+          const seenDomains = new Map<string, string>();
+          tenants.forEach((t, i) => {
+            if (!t || typeof t !== 'object') return;
+            const { id, domains } = t as { id?: unknown; domains?: unknown };
+            if (typeof id !== 'string') return;
+            if (seenIds.has(id)) ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `duplicate tenant id "${id}"` });
+            seenIds.add(id);
+            if (!Array.isArray(domains)) return;
+            domains.forEach((raw: unknown, j) => {
+              if (typeof raw !== 'string') return;
+              const d = raw.toLowerCase();
+              const owner = seenDomains.get(d);
+              if (owner !== undefined) {
+                ctx.addIssue({ code: 'custom', path: [i, 'domains', j], message: `domain "${d}" already belongs to tenant "${owner}"` });
+              }
+              seenDomains.set(d, id);
+            });
           });
-        });
-      }),
+        },
+        { when: (payload) => Array.isArray(payload.value) },
+      ),
   })
   .strict();
 

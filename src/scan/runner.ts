@@ -49,6 +49,8 @@ export async function runChecks(checks: readonly Check[], input: RunInput, opts:
       const controller = new AbortController();
       const onOuterAbort = () => controller.abort(opts.signal?.reason);
       opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
+      // An already-aborted signal never fires 'abort': without this the checks ran to the end regardless.
+      if (opts.signal?.aborted) onOuterAbort();
       const log = input.log.child({ check: check.name });
       const ctx: CheckContext = {
         messageId: input.messageId,
@@ -73,6 +75,10 @@ export async function runChecks(checks: readonly Check[], input: RunInput, opts:
           controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
         });
         const hits = await Promise.race([check.run(ctx), deadline, aborted]);
+        // A check that answers once its signal is aborted (deadline or shutdown) may have cut its work short, e.g.
+        // caught the abort and returned []: that must not count as a clean result. It used to, whenever its
+        // promise settled before the runner's own abort promise.
+        if (controller.signal.aborted) throw controller.signal.reason;
         symbols.push(...hits);
         const ms = Math.round(performance.now() - started);
         durationsMs[check.name] = ms;

@@ -34,6 +34,8 @@ export const symbols = {
   CLAMAV_VIRUS: { group: 'antivirus', score: 100, description: 'ClamAV found malware; details name the signature(s)' },
   CLAMAV_FAIL: { group: 'system', score: 0, description: 'clamd could not be reached, timed out or answered with an error' },
   HASH_BLOCKLISTED: { group: 'antivirus', score: 100, description: "an attachment's SHA-256 is in the SOC's blocklist" },
+  // the failSymbol of the hash-blocklist check; it was missing from the catalogue
+  HASH_BLOCKLIST_FAIL: { group: 'system', score: 0, description: 'the hash blocklist check failed (timeout or crash)' },
   ARCHIVE_LIMIT_EXCEEDED: { group: 'archive', score: 10, description: 'an archive exceeds depth, expanded size, ratio or entry limits (zip bomb)' },
   ARCHIVE_ENCRYPTED: { group: 'archive', score: 5, description: 'an encrypted archive that cannot be scanned (PPAP)' },
 } as const satisfies Record<string, SymbolInfo>;
@@ -41,7 +43,9 @@ export const symbols = {
 export type SymbolName = keyof typeof symbols;
 
 export function symbolInfo(name: string): SymbolInfo | undefined {
-  return (symbols as Record<string, SymbolInfo>)[name];
+  // Own keys only: a plain lookup answered "toString" with Object.prototype.toString, so the config accepted it
+  // as a symbol name.
+  return Object.hasOwn(symbols, name) ? (symbols as Record<string, SymbolInfo>)[name] : undefined;
 }
 
 /** Whether a symbol reports that a check could not run (its engine failed): policy must not deliver. */

@@ -99,14 +99,14 @@ export function createClamavCheck(opts: ClamavCheckOptions): Check {
       }
 
       const scanOne = async (job: ScanJob, signal: AbortSignal) => {
-          const { found: names } = await client.scan(job.data, signal);
-          ctx.log.debug({ part: job.label, bytes: job.data.length, found: names }, 'clamd scanned');
-          for (const name of names) {
-            ctx.log.info({ part: job.label, signature: name }, 'clamd alert');
-            if (HEURISTIC_ENCRYPTED.test(name)) add('ARCHIVE_ENCRYPTED', `${job.label}: ${name}`);
-            else if (HEURISTIC_LIMITS.test(name)) add('ARCHIVE_LIMIT_EXCEEDED', `${job.label}: ${name}`);
-            else add('CLAMAV_VIRUS', name);
-          }
+        const { found: names } = await client.scan(job.data, signal);
+        ctx.log.debug({ part: job.label, bytes: job.data.length, found: names }, 'clamd scanned');
+        for (const name of names) {
+          ctx.log.info({ part: job.label, signature: name }, 'clamd alert');
+          if (HEURISTIC_ENCRYPTED.test(name)) add('ARCHIVE_ENCRYPTED', `${job.label}: ${name}`);
+          else if (HEURISTIC_LIMITS.test(name)) add('ARCHIVE_LIMIT_EXCEEDED', `${job.label}: ${name}`);
+          else add('CLAMAV_VIRUS', name);
+        }
       };
       try {
         // The raw message first: clamd unpacks it and caches the hash of every clean file it extracted, so the

@@ -24,6 +24,7 @@ const NOTE_SYMBOLS: Record<StructureNote['kind'], string> = {
   'too-deep': 'MIME_TOO_DEEP',
   'too-many-parts': 'MIME_MALFORMED',
   'bad-transfer-encoding': 'MIME_BAD_TRANSFER_ENCODING',
+  'header-oversized': 'HEADER_OVERSIZED',
   'parse-error': 'MIME_MALFORMED',
 };
 
@@ -53,9 +54,14 @@ export function createMimeStructureCheck(): Check {
 
       const counts = new Map<string, number>();
       for (const h of parsed.headers) counts.set(h.key, (counts.get(h.key) ?? 0) + 1);
-      if (!counts.has('date')) add('HEADER_MISSING_DATE');
-      if (!counts.has('from')) add('HEADER_MISSING_FROM');
-      if (!counts.has('message-id')) add('HEADER_MISSING_MESSAGE_ID');
+      // A top-level header block too large to parse yields no headers at all: that is HEADER_OVERSIZED, not
+      // three "missing" findings about headers that may well be there.
+      const headerUnreadable = parsed.headers.length === 0 && parsed.notes.some((n) => n.kind === 'header-oversized');
+      if (!headerUnreadable) {
+        if (!counts.has('date')) add('HEADER_MISSING_DATE');
+        if (!counts.has('from')) add('HEADER_MISSING_FROM');
+        if (!counts.has('message-id')) add('HEADER_MISSING_MESSAGE_ID');
+      }
       for (const key of SINGLETON_HEADERS) {
         if ((counts.get(key) ?? 0) > 1) add('HEADER_DUPLICATE', key);
       }
