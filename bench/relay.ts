@@ -24,6 +24,7 @@
  *   --concurrency N      concurrent SMTP clients (default 20)
  *   --per-connection N   messages per connection in the "reuse" shape (default 100)
  *   --no-big / --big-only  skip / only run the 50 MB message figure
+ *   --repeat N           run every cell N times, systems alternating first; ratios use the medians (default 1)
  *   --big-runs N         fresh instances the 50 MB message is measured on (default 3; 1 with --quick)
  *   --json FILE          also write the JSON result to FILE
  */
@@ -69,6 +70,7 @@ interface System {
 
 interface CellResult {
   system: SystemName;
+  run: number;
   workload: string;
   messageBytes: number;
   shape: string;
@@ -140,6 +142,7 @@ const { values: args } = parseArgs({
     'no-big': { type: 'boolean', default: false },
     'big-only': { type: 'boolean', default: false },
     'big-runs': { type: 'string' },
+    repeat: { type: 'string', default: '1' },
     json: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -158,6 +161,7 @@ const only = (args.only ?? process.env.BENCH_ONLY ?? '').toLowerCase();
 const concurrency = Number(args.concurrency);
 const perConnection = Number(args['per-connection']);
 const bigRuns = Number(args['big-runs'] ?? (quick ? 1 : 3));
+const repeat = Number(args.repeat);
 
 const allWorkloads: Record<string, Workload> = {
   '1k': { name: '1KB', bytes: 1024, count: 10_000 },
@@ -177,6 +181,7 @@ const shapes: Shape[] = args.shapes
 const valid =
   scale > 0 &&
   bigRuns >= 1 &&
+  repeat >= 1 &&
   concurrency >= 1 &&
   perConnection >= 1 &&
   ['', 'sekisho', 'postfix'].includes(only) &&
@@ -311,9 +316,15 @@ async function load(
 
 let cellNo = 0;
 
-async function runCell(sink: Sink, system: SystemName, workload: Workload, shape: Shape): Promise<CellResult> {
+async function runCell(
+  sink: Sink,
+  system: SystemName,
+  workload: Workload,
+  shape: Shape,
+  run: number,
+): Promise<CellResult> {
   cellNo += 1;
-  const label = `${system} ${workload.name} ${shape.name}`;
+  const label = `${system} ${workload.name} ${shape.name}${repeat > 1 ? ` run ${run}/${repeat}` : ''}`;
   console.error(`▶ ${label}: ${workload.count} × ${workload.bytes} B, concurrency ${concurrency}`);
   const loadAvg1AtStart = os.loadavg()[0] ?? 0;
   const sut = await startSystem(system, sink.port);
@@ -363,6 +374,7 @@ async function runCell(sink: Sink, system: SystemName, workload: Workload, shape
     const e2eSeconds = stats.lastArrival > 0 ? (stats.lastArrival - result.t0) / 1000 : Number.NaN;
     const cell: CellResult = {
       system,
+      run,
       workload: workload.name,
       messageBytes: workload.bytes,
       shape: shape.name,
@@ -561,13 +573,20 @@ async function main(): Promise<void> {
   if (!args['big-only']) {
     for (const workload of workloads) {
       for (const shape of shapes) {
-        for (const system of systems) {
-          try {
-            cells.push(await runCell(sink, system, workload, shape));
-          } catch (err) {
-            const error = err instanceof Error ? err.message : String(err);
-            console.error(`✗ ${system} ${workload.name} ${shape.name}: ${error}`);
-            errors.push({ system, cell: `${workload.name} ${shape.name}`, error: error.split('\n')[0] ?? error });
+        for (let run = 1; run <= repeat; run++) {
+          // Alternate which system goes first, so that drifting load on the machine hits both alike.
+          for (const system of run % 2 === 1 ? systems : [...systems].reverse()) {
+            try {
+              cells.push(await runCell(sink, system, workload, shape, run));
+            } catch (err) {
+              const error = err instanceof Error ? err.message : String(err);
+              console.error(`✗ ${system} ${workload.name} ${shape.name} run ${run}: ${error}`);
+              errors.push({
+                system,
+                cell: `${workload.name} ${shape.name} run ${run}`,
+                error: error.split('\n')[0] ?? error,
+              });
+            }
           }
         }
       }
@@ -600,6 +619,7 @@ async function main(): Promise<void> {
           'system',
           'workload',
           'shape',
+          'run',
           'msgs',
           'accepted/s',
           'e2e/s',
@@ -616,6 +636,7 @@ async function main(): Promise<void> {
           c.system,
           c.workload,
           c.shape,
+          String(c.run),
           String(c.messages),
           fmt(c.acceptedPerSec),
           fmt(c.e2ePerSec) + (c.e2eComplete ? '' : '*'),
@@ -637,34 +658,44 @@ async function main(): Promise<void> {
     );
   }
   const ratios: Array<Record<string, string | number | boolean>> = [];
+  const median = (system: SystemName, workload: Workload, shape: Shape, key: 'acceptedPerSec' | 'e2ePerSec' | 'cpuMsPerMsg') =>
+    percentile(
+      cells.filter((c) => c.system === system && c.workload === workload.name && c.shape === shape.name).map((c) => c[key]),
+      50,
+    );
   for (const workload of workloads) {
     for (const shape of shapes) {
-      const s = cells.find((c) => c.system === 'sekisho' && c.workload === workload.name && c.shape === shape.name);
-      const p = cells.find((c) => c.system === 'postfix' && c.workload === workload.name && c.shape === shape.name);
-      if (!s || !p) continue;
-      const accept = s.acceptedPerSec / p.acceptedPerSec;
-      const e2e = s.e2ePerSec / p.e2ePerSec;
+      const ofSekisho = cells.filter((c) => c.system === 'sekisho' && c.workload === workload.name && c.shape === shape.name);
+      const ofPostfix = cells.filter((c) => c.system === 'postfix' && c.workload === workload.name && c.shape === shape.name);
+      if (ofSekisho.length === 0 || ofPostfix.length === 0) continue;
+      const accept = median('sekisho', workload, shape, 'acceptedPerSec') / median('postfix', workload, shape, 'acceptedPerSec');
+      const e2e = median('sekisho', workload, shape, 'e2ePerSec') / median('postfix', workload, shape, 'e2ePerSec');
+      const cpu = median('sekisho', workload, shape, 'cpuMsPerMsg') / median('postfix', workload, shape, 'cpuMsPerMsg');
       ratios.push({
         workload: workload.name,
         shape: shape.name,
+        runs: Math.min(ofSekisho.length, ofPostfix.length),
         acceptRatio: Number(accept.toFixed(3)),
         e2eRatio: Number(e2e.toFixed(3)),
+        cpuPerMsgRatio: Number(cpu.toFixed(3)),
         acceptTargetMet: accept >= 1.0,
-        e2eTargetMet: e2e >= 0.8 && s.e2eComplete,
+        e2eTargetMet: e2e >= 0.8 && ofSekisho.every((c) => c.e2eComplete),
       });
     }
   }
   if (ratios.length > 0) {
     out.push(
       '',
-      'Sekisho / Postfix (targets: accepted ≥ 1.0×, end-to-end ≥ 0.8×)',
+      `Sekisho / Postfix${repeat > 1 ? ' (medians of the runs)' : ''} — targets: accepted ≥ 1.0×, end-to-end ≥ 0.8×; ` +
+        'CPU/msg is the contention-robust figure (lower is better)',
       table(
-        ['workload', 'shape', 'accepted ×', 'e2e ×'],
+        ['workload', 'shape', 'accepted ×', 'e2e ×', 'CPU/msg ×'],
         ratios.map((r) => [
           String(r.workload),
           String(r.shape),
           `${fmt(Number(r.acceptRatio), 2)} ${r.acceptTargetMet ? 'ok' : 'BELOW'}`,
           `${fmt(Number(r.e2eRatio), 2)} ${r.e2eTargetMet ? 'ok' : 'BELOW'}`,
+          fmt(Number(r.cpuPerMsgRatio), 2),
         ]),
         2,
       ),
@@ -700,7 +731,7 @@ async function main(): Promise<void> {
     bench: 'relay',
     at: new Date().toISOString(),
     host,
-    options: { quick, scale, concurrency, perConnection, warmupCount },
+    options: { quick, scale, concurrency, perConnection, warmupCount, repeat, bigRuns },
     skipped,
     results: cells,
     ratios,

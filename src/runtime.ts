@@ -42,6 +42,11 @@ export interface Running {
   stop(): Promise<void>;
 }
 
+function requireEngines(e: ScanEngines | undefined): ScanEngines {
+  if (!e) throw new Error('startWorker needs the scan engines (clamd endpoint) or an explicit list of checks');
+  return e;
+}
+
 export interface WorkerRuntime extends Running {
   pipeline: Pipeline;
   reconciler: Reconciler;
@@ -52,7 +57,8 @@ export async function startWorker(
   config: Config,
   opts: {
     redisUrl: string;
-    engines: ScanEngines;
+    /** Endpoints of the scan engines; not needed when `checks` is given. */
+    engines?: ScanEngines;
     log: Logger;
     stores: Stores;
     deliverer?: Deliverer;
@@ -64,13 +70,14 @@ export async function startWorker(
   const metrics = opts.metrics ?? createMetrics('worker');
   const pipeline = new Pipeline(opts.redisUrl, config.redis.prefix, config.queue);
   const deliverer = opts.deliverer ?? new SmtpDeliverer(config.delivery, config.hostname);
+  const checks = opts.checks ?? createChecks(config, requireEngines(opts.engines), opts.log);
   const workers = new StageWorkers({
     config,
     tenants: new TenantIndex(config.tenants),
     store: opts.stores.store,
     meta: opts.stores.meta,
     pipeline,
-    checks: opts.checks ?? createChecks(config, opts.engines),
+    checks,
     deliverer,
     log: opts.log,
     metrics,
@@ -87,6 +94,7 @@ export async function startWorker(
     async stop() {
       await reconciler.stop();
       await workers.close();
+      for (const c of checks) await c.close?.();
       await deliverer.close();
       await pipeline.close();
     },

@@ -22,6 +22,7 @@ import { Pipeline } from '../queue/pipeline.ts';
 import { closeStores, openStores, startAdmin, startIngress, startWorker, type Running } from '../runtime.ts';
 import type { ScanEngines } from '../scan/registry.ts';
 import { startDemoMailbox } from '../services/demo-mailbox.ts';
+import { startClamdForConfig } from '../services/clamd.ts';
 import { startManagedRedis } from '../services/redis-server.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/sekisho.js', import.meta.url));
@@ -92,8 +93,12 @@ function requireRedis(config: Config, args: Args, role: string): string {
   return url;
 }
 
-function engines(args: Args, _config: Config): ScanEngines {
-  return args.clamdSocket ? { clamd: { socket: args.clamdSocket } } : {};
+/** The clamd to scan with: the one the parent process passed down, the configured one, or a managed one. */
+async function engines(args: Args, config: Config, log: Logger): Promise<{ engines: ScanEngines; stop: () => Promise<void> }> {
+  if (args.clamdSocket) return { engines: { clamd: { socket: args.clamdSocket } }, stop: async () => undefined };
+  const clamd = await startClamdForConfig(config, log);
+  if (clamd.managed) log.info({ socket: clamd.managed.socket }, 'started a managed clamd (clamav.socket/host not configured)');
+  return { engines: { clamd: clamd.endpoint }, stop: () => clamd.stop() };
 }
 
 async function metricsListener(listen: string | undefined, config: Config, metrics: Metrics, pipeline: Pipeline, stores: ReturnType<typeof openStores>, log: Logger): Promise<Running | undefined> {
@@ -123,6 +128,7 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
     log.info({ url: redis.url }, 'started a managed redis-server (redis.url is not configured)');
   }
 
+  const scan = await engines(args, config, log);
   const stores = openStores(config);
   const ingress = await startIngress(config, { redisUrl, log, stores });
 
@@ -131,7 +137,8 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
   let stopping = false;
   let restartDelay = 1_000;
   const childArgs = ['worker', '--redis-url', redisUrl, ...(loaded.file ? ['--config', loaded.file] : [])];
-  if (args.clamdSocket) childArgs.push('--clamd-socket', args.clamdSocket);
+  const clamd = scan.engines.clamd;
+  if ('socket' in clamd) childArgs.push('--clamd-socket', clamd.socket);
   const spawnWorker = () => {
     const c = fork(BIN, childArgs, { stdio: 'inherit' });
     child = c;
@@ -181,6 +188,7 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
       }
     },
     () => closeStores(stores),
+    () => scan.stop(),
     async () => stopRedis?.(),
     ...cleanups,
   ]);
@@ -191,8 +199,9 @@ async function runWorkerRole(loaded: LoadedConfig, args: Args): Promise<void> {
   const { config } = loaded;
   const log = createLogger(config.log.level, { role: 'worker' });
   const redisUrl = requireRedis(config, args, 'worker');
+  const scan = await engines(args, config, log);
   const stores = openStores(config);
-  const worker = await startWorker(config, { redisUrl, engines: engines(args, config), log, stores });
+  const worker = await startWorker(config, { redisUrl, engines: scan.engines, log, stores });
   process.on('message', (m: unknown) => {
     if ((m as { type?: string }).type !== 'metrics?') return;
     worker.metrics.registry
@@ -201,7 +210,7 @@ async function runWorkerRole(loaded: LoadedConfig, args: Args): Promise<void> {
       .catch(() => undefined);
   });
   const extra = await metricsListener(args.metricsListen, config, worker.metrics, worker.pipeline, stores, log);
-  onShutdown(log, [async () => extra?.stop(), () => worker.stop(), () => closeStores(stores)]);
+  onShutdown(log, [async () => extra?.stop(), () => worker.stop(), () => closeStores(stores), () => scan.stop()]);
   log.info('stage workers running');
 }
 

@@ -3,7 +3,7 @@ export const DEMO_MAILBOX_LISTEN = '127.0.0.1:2526';
 
 export const demoConfig = {
   hostname: 'sekisho.demo.local',
-  smtp: { listen: '127.0.0.1:2525' },
+  smtp: { listen: '127.0.0.1:2525', verdictWaitMs: 5000 },
   dataDir: './var',
   admin: { listen: '127.0.0.1:8025' },
   tenants: [

@@ -209,7 +209,7 @@ export const configSchema = z
         socket: z.string().min(1).optional(),
         host: z.string().min(1).optional(),
         port: z.number().int().min(1).max(65535).default(3310),
-        timeoutMs: ms(60_000),
+        timeoutMs: ms(25_000),
         /** Official signature directory (freshclam's) for the managed clamd. */
         databaseDir: z.string().min(1).default('/var/lib/clamav'),
         /** SHA-256 blocklist maintained by the SOC (one hex hash per line, `#` comments); reloaded on change. */

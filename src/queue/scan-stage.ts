@@ -15,6 +15,9 @@ import type { ScanJobData, ScanResult } from './pipeline.ts';
 import type { WorkerDeps } from './worker-deps.ts';
 import { finalizeIfDone } from './finalize.ts';
 
+/** SMTP reply lines stay far below RFC 5321's 512 octets. */
+const MAX_REPLY_REASON_CHARS = 300;
+
 /** What each action means for a recipient once the SMTP session is over. */
 function stateFor(action: Action): { state: RecipientState; deliver: boolean; why?: string } {
   switch (action) {
@@ -93,7 +96,11 @@ export function createScanProcessor(deps: WorkerDeps) {
 
     const actions = [...decisions.values()].map((d) => d.action);
     if (actions.every((a) => a === 'reject') && sessionDeadline > Date.now() && (await pipeline.claimSession(mid, 'worker'))) {
-      const reply = [...decisions.values()].flatMap((d) => d.reasons).join('; ');
+      // The finding that forced the reject (e.g. the virus name) leads the reply; score lines follow.
+      const reasons = [...new Set([...decisions.values()].flatMap((d) => d.reasons))];
+      const reply = [...reasons.filter((r) => r.endsWith('forces reject')), ...reasons.filter((r) => !r.endsWith('forces reject'))]
+        .join('; ')
+        .slice(0, MAX_REPLY_REASON_CHARS);
       await meta.updateMessage(mid, { state: 'rejected', verdict: record, lastError: null });
       await meta.updateRecipients(mid, undefined, { state: 'rejected', action: 'reject', response: `550 5.7.1 ${reply}` });
       await store.delete(mid);

@@ -38,6 +38,8 @@ export interface Check {
   /** Emitted by the runner when this check throws, times out or cannot reach its engine (e.g. CLAMAV_FAIL). */
   readonly failSymbol: string;
   run(ctx: CheckContext): Promise<SymbolHit[]>;
+  /** Releases what the check holds (file watchers, sockets) when the worker stops. */
+  close?(): void | Promise<void>;
 }
 
 /** A check that can tell the runner it could not do its job without throwing (engine down). */

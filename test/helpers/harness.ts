@@ -12,6 +12,7 @@ import type { Config } from '../../src/config/schema.ts';
 import { silentLogger, createLogger, type Logger } from '../../src/log.ts';
 import { closeStores, openStores, startIngress, startWorker, type IngressRuntime, type Stores, type WorkerRuntime } from '../../src/runtime.ts';
 import type { Check } from '../../src/scan/check.ts';
+import { createMimeStructureCheck } from '../../src/scan/checks/mime-structure.ts';
 import type { ScanEngines } from '../../src/scan/registry.ts';
 import type { Deliverer } from '../../src/smtp/delivery.ts';
 import { testRedisUrl, uniquePrefix } from './redis.ts';
@@ -103,10 +104,11 @@ export class Harness {
   async startWorker(): Promise<WorkerRuntime> {
     this.worker = await startWorker(this.config, {
       redisUrl: this.config.redis.url!,
-      engines: this.#opts.engines ?? {},
+      engines: this.#opts.engines,
       log: this.log,
       stores: this.stores,
-      checks: this.#opts.checks,
+      // Without a clamd endpoint, the structure check alone (the antivirus tests pass `engines`).
+      checks: this.#opts.checks ?? (this.#opts.engines ? undefined : [createMimeStructureCheck()]),
       deliverer: this.#opts.deliverer,
     });
     return this.worker;

@@ -8,7 +8,7 @@
  * How the cost stays bounded:
  * - Declared sizes are trusted only to reject: before any byte is inflated, the central directory's uncompressed
  *   sizes are added up and checked against `maxExpandedBytes` and `maxRatio` (a 42.zip-style bomb, whose deepest
- *   members declare gigabytes, is rejected having inflated a few kilobytes).
+ *   members declare gigabytes, is rejected having inflated about a hundred kilobytes of its upper levels).
  * - Inflating never goes past what was declared: an entry that produces more bytes than its header says (a lying
  *   header) is stopped at that point and reported. So the bytes really inflated stay within `maxExpandedBytes`.
  * - Inflated bytes are counted and dropped, except a member that starts like an archive, which is kept to be
