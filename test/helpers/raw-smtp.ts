@@ -4,6 +4,12 @@
  */
 import net from 'node:net';
 
+/** Splits one complete (possibly multi-line) SMTP reply off the front of `buffer`, if one is there. */
+export function takeReply(buffer: string): { reply: string; rest: string } | undefined {
+  const m = /^((?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n)/.exec(buffer);
+  return m?.[1] ? { reply: m[1].trimEnd(), rest: buffer.slice(m[1].length) } : undefined;
+}
+
 export class RawSmtp {
   #socket: net.Socket;
   #buffer = '';
@@ -34,10 +40,10 @@ export class RawSmtp {
   async reply(timeoutMs = 15_000): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const m = /^((?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n)/.exec(this.#buffer);
-      if (m?.[1]) {
-        this.#buffer = this.#buffer.slice(m[1].length);
-        return m[1].trimEnd();
+      const taken = takeReply(this.#buffer);
+      if (taken) {
+        this.#buffer = taken.rest;
+        return taken.reply;
       }
       if (this.closed) throw new Error(`connection closed; unread: ${JSON.stringify(this.#buffer)}`);
       const left = deadline - Date.now();

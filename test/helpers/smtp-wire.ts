@@ -9,6 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
+import { takeReply } from './raw-smtp.ts';
 
 export class WireSmtp {
   #socket: net.Socket | tls.TLSSocket;
@@ -65,10 +66,10 @@ export class WireSmtp {
   async reply(timeoutMs = 15_000): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const m = /^((?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n)/.exec(this.#buffer);
-      if (m?.[1]) {
-        this.#buffer = this.#buffer.slice(m[1].length);
-        return m[1].trimEnd();
+      const taken = takeReply(this.#buffer);
+      if (taken) {
+        this.#buffer = taken.rest;
+        return taken.reply;
       }
       if (this.closed) throw new Error(`connection closed; unread: ${JSON.stringify(this.#buffer)}`);
       const left = deadline - Date.now();

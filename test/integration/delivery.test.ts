@@ -2,14 +2,12 @@
  * Delivery details: TLS per route (STARTTLS when offered, requireTLS, smtps), give-up after
  * delivery.giveUpAfterMs with a DSN, one "delayed" notice, and DSNs to a sender inside a tenant.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { readFileSync, rmSync } from 'node:fs';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Harness, queuedId } from '../helpers/harness.ts';
 import { sendRaw, simpleMessage } from '../helpers/raw-smtp.ts';
+import { selfSignedCert } from '../helpers/smtp-wire.ts';
 
 let h: Harness | undefined;
 let certDir: string;
@@ -17,11 +15,10 @@ let key: Buffer;
 let cert: Buffer;
 
 beforeAll(() => {
-  certDir = mkdtempSync(path.join(os.tmpdir(), 'sekisho-cert-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1',
-    '-keyout', path.join(certDir, 'key.pem'), '-out', path.join(certDir, 'cert.pem')], { stdio: 'ignore' });
-  key = readFileSync(path.join(certDir, 'key.pem'));
-  cert = readFileSync(path.join(certDir, 'cert.pem'));
+  const made = selfSignedCert();
+  certDir = made.dir;
+  key = readFileSync(made.key);
+  cert = readFileSync(made.cert);
 });
 afterAll(() => rmSync(certDir, { recursive: true, force: true }));
 afterEach(async () => {
