@@ -103,6 +103,8 @@ interface CellResult {
   /** CPU seconds of the system under test during the measured load and delivery, and per message. */
   cpuSystemS: number;
   cpuMsPerMsg: number;
+  /** CPU seconds by process (Sekisho: "sekisho start" = ingress + admin, "sekisho worker" = stages). */
+  cpuByProcessS: Record<string, number>;
   /** CPU seconds of the bench's generator and sink. */
   cpuBenchS: number;
   /** CPU that other processes on the machine took meanwhile, as % of all cores × wall time. */
@@ -122,6 +124,8 @@ interface BigResult {
   /** RSS per process name at the acceptance peak. */
   acceptPeakByProcessMB: Record<string, number>;
   rssGrowthUntilDeliveredMB: number | null;
+  /** RSS per process name at the peak until delivery. */
+  deliveredPeakByProcessMB: Record<string, number>;
   delivered: boolean;
   deliveredSeconds: number | null;
   error?: string;
@@ -404,6 +408,7 @@ async function runCell(
       loadAvg1AtStart,
       cpuSystemS: cpuShare.system,
       cpuMsPerMsg: (cpuShare.system * 1000) / Math.max(1, stats.count),
+      cpuByProcessS: cpuShare.systemByProcess,
       cpuBenchS: cpuShare.bench,
       otherCpuPct: (100 * cpuShare.other) / (cpuShare.wall * cpuShare.cores),
       failures: Object.fromEntries(result.failures),
@@ -471,6 +476,7 @@ async function runBig(sink: Sink, system: SystemName, run: number): Promise<BigR
       rssGrowthAcceptMB: mb(acceptPeak - baseline),
       acceptPeakByProcessMB: byNameMB(acceptPeakByName),
       rssGrowthUntilDeliveredMB: null,
+      deliveredPeakByProcessMB: {},
       delivered: false,
       deliveredSeconds: null,
     };
@@ -485,6 +491,7 @@ async function runBig(sink: Sink, system: SystemName, run: number): Promise<BigR
     out.delivered = waited.why === null;
     out.deliveredSeconds = out.delivered ? (stats.lastArrival - result.t0) / 1000 : null;
     out.rssGrowthUntilDeliveredMB = mb(mem.peakRss - baseline);
+    out.deliveredPeakByProcessMB = byNameMB(mem.peakByName);
     if (waited.why) out.error = `not delivered: ${waited.why}`;
     console.error(
       `  ${msg.bytes} B accepted in ${fmt(acceptSeconds, 2)} s, RSS growth while accepting ${fmt(out.rssGrowthAcceptMB)} MB` +
@@ -653,7 +660,9 @@ async function main(): Promise<void> {
     );
     if (cells.some((c) => !c.e2eComplete)) out.push('* not every accepted message reached the sink (see "missing")');
     out.push(
-      'CPU ms/msg = CPU time of the system under test per delivered message; other CPU % = what processes outside ' +
+      'peak RSS = sum over the process tree, sampled every 100 ms (counts shared pages once per process); ' +
+        'peak PSS = shared pages split among processes, sampled every 1 s\n' +
+        'CPU ms/msg = CPU time of the system under test per delivered message; other CPU % = what processes outside ' +
         'the bench and the system under test took of all cores meanwhile (noise when above a few %)',
     );
   }

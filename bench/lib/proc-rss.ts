@@ -24,7 +24,7 @@ const ticksPerSecond = (() => {
   }
 })();
 
-interface ProcInfo {
+export interface ProcInfo {
   pid: number;
   ppid: number;
   comm: string;
@@ -40,6 +40,29 @@ function readStat(pid: number): ProcInfo | null {
   } catch {
     return null; // exited meanwhile
   }
+}
+
+/** Labels by "pid comm" (a reused pid with another program gets a fresh label). */
+const labels = new Map<string, string>();
+
+/**
+ * A short name for a process in breakdowns: its comm, except that the parts of Sekisho (all "node") are told
+ * apart by their sub-command ("sekisho start", "sekisho worker").
+ */
+export function processLabel(p: ProcInfo): string {
+  const key = `${p.pid} ${p.comm}`;
+  const known = labels.get(key);
+  if (known !== undefined) return known;
+  let label = p.comm;
+  try {
+    const argv = readFileSync(`/proc/${p.pid}/cmdline`, 'latin1').split('\0');
+    const i = argv.findIndex((a) => a.endsWith('sekisho.js'));
+    if (i >= 0) label = `sekisho ${argv[i + 1] ?? ''}`.trim();
+  } catch {
+    // exited meanwhile
+  }
+  labels.set(key, label);
+  return label;
 }
 
 /** Every live process that descends from one of `roots` (roots included). */
@@ -99,9 +122,8 @@ export interface MemorySample {
   byName: Record<string, number>;
 }
 
-/** Sums RSS and PSS over the tree of `roots` right now. */
-export function sampleTree(roots: readonly number[], withPss = true): MemorySample {
-  const procs = processTree(roots);
+/** Sums RSS (and PSS when asked) over `procs` right now. */
+export function sampleProcs(procs: readonly ProcInfo[], withPss: boolean): MemorySample {
   let rss = 0;
   let pss = 0;
   const byName: Record<string, number> = {};
@@ -109,28 +131,37 @@ export function sampleTree(roots: readonly number[], withPss = true): MemorySamp
     const r = rssBytes(p.pid);
     rss += r;
     if (withPss) pss += pssBytes(p.pid);
-    byName[p.comm] = (byName[p.comm] ?? 0) + r;
+    const name = processLabel(p);
+    byName[name] = (byName[name] ?? 0) + r;
   }
   return { at: Date.now(), rss, pss, pids: procs.map((p) => p.pid), byName };
 }
 
 /**
- * Samples a process tree every `intervalMs` and keeps the peaks. `roots` is called at each sample so that a
- * system whose root pid appears later (Postfix's master) is followed.
+ * CPU seconds of the tree, by process label: user+system of each live member plus what each reaped from its
+ * exited children.
  */
-/** CPU seconds of the tree: user+system of each live member plus what each reaped from its exited children. */
-export function treeCpuSeconds(roots: readonly number[]): number {
-  let ticks = 0;
+export function treeCpuByLabel(roots: readonly number[]): Map<string, number> {
+  const out = new Map<string, number>();
   for (const p of processTree(roots)) {
     try {
       const stat = readFileSync(`/proc/${p.pid}/stat`, 'latin1');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+      const ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+      const label = processLabel(p);
+      out.set(label, (out.get(label) ?? 0) + ticks / ticksPerSecond);
     } catch {
       // exited meanwhile; its parent's cutime/cstime will carry it
     }
   }
-  return ticks / ticksPerSecond;
+  return out;
+}
+
+/** CPU seconds of the whole tree (see treeCpuByLabel). */
+export function treeCpuSeconds(roots: readonly number[]): number {
+  let sum = 0;
+  for (const v of treeCpuByLabel(roots).values()) sum += v;
+  return sum;
 }
 
 /** CPU seconds all cores of the machine spent not idle since boot. */
@@ -150,6 +181,8 @@ export interface CpuShare {
   other: number;
   wall: number;
   cores: number;
+  /** CPU seconds of the system under test by process label. */
+  systemByProcess: Record<string, number>;
 }
 
 /**
@@ -160,7 +193,7 @@ export class CpuMeter {
   readonly #system: () => number[];
   readonly #systemIsBenchChild: boolean;
   #t0 = 0;
-  #sys0 = 0;
+  #sys0 = new Map<string, number>();
   #bench0 = 0;
   #machine0 = 0;
 
@@ -171,21 +204,39 @@ export class CpuMeter {
 
   start(): this {
     this.#t0 = Date.now();
-    this.#sys0 = treeCpuSeconds(this.#system());
+    this.#sys0 = treeCpuByLabel(this.#system());
     this.#bench0 = treeCpuSeconds([process.pid]);
     this.#machine0 = machineBusySeconds();
     return this;
   }
 
   stop(cores: number): CpuShare {
-    const system = treeCpuSeconds(this.#system()) - this.#sys0;
+    const byLabel = treeCpuByLabel(this.#system());
+    const systemByProcess: Record<string, number> = {};
+    let system = 0;
+    for (const [label, secs] of byLabel) {
+      const used = secs - (this.#sys0.get(label) ?? 0);
+      systemByProcess[label] = Number(used.toFixed(2));
+      system += used;
+    }
     let bench = treeCpuSeconds([process.pid]) - this.#bench0;
     if (this.#systemIsBenchChild) bench -= system;
     const machine = machineBusySeconds() - this.#machine0;
-    return { system, bench, other: Math.max(0, machine - system - bench), wall: (Date.now() - this.#t0) / 1000, cores };
+    const wall = (Date.now() - this.#t0) / 1000;
+    return { system, bench, other: Math.max(0, machine - system - bench), wall, cores, systemByProcess };
   }
 }
 
+/** The tree is re-read from /proc every this many samples; in between only the known members' statm is read. */
+const treeRefreshEvery = 5;
+/** PSS (smaps_rollup walks page tables: costly) is read every this many samples. */
+const pssEvery = 10;
+
+/**
+ * Samples a process tree every `intervalMs` and keeps the peaks. `roots` is called at each tree refresh so that
+ * a system whose root pid appears later (Postfix's master) is followed. Kept cheap (about 1 % of a core at
+ * 100 ms), since it shares the machine with what it measures.
+ */
 export class TreeSampler {
   readonly #roots: () => number[];
   readonly #intervalMs: number;
@@ -195,6 +246,7 @@ export class TreeSampler {
   #last: MemorySample | null = null;
   #pids = new Set<number>();
   #count = 0;
+  #procs: ProcInfo[] = [];
 
   constructor(roots: () => number[], intervalMs: number) {
     this.#roots = roots;
@@ -209,7 +261,8 @@ export class TreeSampler {
 
   /** Takes one sample now and folds it into the peaks. */
   sample(): MemorySample {
-    const s = sampleTree(this.#roots());
+    if (this.#count % treeRefreshEvery === 0) this.#procs = processTree(this.#roots());
+    const s = sampleProcs(this.#procs, this.#count % pssEvery === 0);
     this.#count += 1;
     this.#last = s;
     if (this.#peakRss === null || s.rss > this.#peakRss.rss) this.#peakRss = s;
@@ -225,6 +278,7 @@ export class TreeSampler {
 
   /** Forgets the peaks (e.g. after a baseline was taken). */
   resetPeaks(): void {
+    this.#count = 0;
     this.#peakRss = null;
     this.#peakPss = 0;
   }
@@ -232,6 +286,7 @@ export class TreeSampler {
   stop(): { peakRss: number; peakPss: number; peakByName: Record<string, number>; samples: number } {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
+    this.#count = 0; // a final sample with a fresh tree and PSS
     this.sample();
     return {
       peakRss: this.#peakRss?.rss ?? 0,

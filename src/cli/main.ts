@@ -9,6 +9,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -28,6 +29,8 @@ import { startManagedRedis } from '../services/redis-server.ts';
 const BIN = fileURLToPath(new URL('../../bin/sekisho.js', import.meta.url));
 /** Worker child restarts back off from 1 s to this, so a crash loop does not spin. */
 const MAX_RESTART_DELAY_MS = 30_000;
+/** Niceness of the worker child relative to the ingress (0 = same, 19 = lowest). */
+const WORKER_NICENESS = 5;
 /** How long the admin waits for the worker child's metrics before scraping without them. */
 const CHILD_METRICS_TIMEOUT_MS = 2_000;
 
@@ -142,6 +145,15 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
   const spawnWorker = () => {
     const c = fork(BIN, childArgs, { stdio: 'inherit' });
     child = c;
+    // Accepting mail (durably, fast, while SMTP clients wait) comes before processing it: under a burst the
+    // ingress keeps its CPU and the workers work off the backlog. The scan engines (clamd) keep normal priority.
+    if (c.pid !== undefined) {
+      try {
+        setPriority(c.pid, WORKER_NICENESS);
+      } catch (err) {
+        log.warn({ err }, 'could not lower the worker priority');
+      }
+    }
     const startedAt = Date.now();
     c.on('exit', (code, signal) => {
       if (stopping) return;
@@ -200,7 +212,7 @@ async function runWorkerRole(loaded: LoadedConfig, args: Args): Promise<void> {
   const log = createLogger(config.log.level, { role: 'worker' });
   const redisUrl = requireRedis(config, args, 'worker');
   const scan = await engines(args, config, log);
-  const stores = openStores(config);
+  const stores = openStores(config, 'worker');
   const worker = await startWorker(config, { redisUrl, engines: scan.engines, log, stores });
   process.on('message', (m: unknown) => {
     if ((m as { type?: string }).type !== 'metrics?') return;
@@ -228,7 +240,7 @@ async function runAdminRole(loaded: LoadedConfig, args: Args): Promise<void> {
   const { config } = loaded;
   const log = createLogger(config.log.level, { role: 'admin' });
   const redisUrl = requireRedis(config, args, 'admin');
-  const stores = openStores(config);
+  const stores = openStores(config, 'admin');
   const pipeline = new Pipeline(redisUrl, config.redis.prefix, config.queue);
   const admin = await startAdmin(config, { meta: stores.meta, pipeline, metrics: createMetrics('admin') }, log);
   onShutdown(log, [() => admin.stop(), () => pipeline.close(), () => closeStores(stores)]);

@@ -105,11 +105,11 @@ export function createDeliverProcessor(deps: WorkerDeps) {
     }
     metrics.stageSeconds.observe({ stage: 'deliver' }, (performance.now() - started) / 1000);
 
-    for (const o of outcome.delivered) {
-      await meta.updateRecipients(mid, [o.address], { state: 'delivered', response: o.response, nextAttemptAt: null, countAttempt: true });
-      metrics.endToEndSeconds.observe((Date.now() - msg.receivedAt) / 1000);
-    }
     if (outcome.delivered.length) {
+      // One server reply covers every recipient of the transaction: one update for all of them.
+      const response = outcome.delivered[0]?.response ?? null;
+      await meta.updateRecipients(mid, outcome.delivered.map((o) => o.address), { state: 'delivered', response, nextAttemptAt: null, countAttempt: true });
+      for (let i = 0; i < outcome.delivered.length; i++) metrics.endToEndSeconds.observe((Date.now() - msg.receivedAt) / 1000);
       metrics.deliveries.inc({ outcome: 'delivered', tenant: route }, outcome.delivered.length);
       log.info({ recipients: outcome.delivered.map((o) => o.address), remote: outcome.remote, response: outcome.delivered[0]?.response }, 'delivered');
     }

@@ -122,7 +122,21 @@ function flag(set: boolean): number {
 export interface SqliteMetaStoreOptions {
   /** The clock for `updatedAt` (epoch ms); tests inject a fake one. */
   now?: () => number;
+  /**
+   * 'full' (default): every commit is fsync'd before it returns — what the ingress needs before its 250.
+   * 'normal': commits reach the WAL without an fsync each (WAL checkpoints still fsync); an application crash
+   * loses nothing, a power cut may lose the last commits. The stage workers use it: their updates are
+   * re-derivable (a lost "delivered" means one more delivery attempt, never a lost message), and an fsync per
+   * update blocks the event loop and capped a worker at a few hundred updates a second.
+   */
+  synchronous?: 'full' | 'normal';
 }
+
+/**
+ * Inserts that arrive while one is being written share its transaction (group commit): one fsync for all the
+ * messages that finished DATA in the same event-loop turn. Bounds how many wait for one commit.
+ */
+const MAX_INSERTS_PER_COMMIT = 256;
 
 export class SqliteMetaStore implements MetaStore {
   readonly #db: Database.Database;
@@ -142,6 +156,8 @@ export class SqliteMetaStore implements MetaStore {
     deleteMessage: Statement<[string]>;
   };
   readonly #insert: (msg: NewMessage) => void;
+  readonly #insertMany: (msgs: NewMessage[]) => void;
+  #pending: { msg: NewMessage; resolve: () => void; reject: (err: unknown) => void }[] = [];
   readonly #updateRecipients: (id: string, addresses: ReadonlySet<string> | undefined, params: RecipientParams) => void;
 
   /** Opens (creating it and its directory if needed) and migrates the database at `file`. */
@@ -152,7 +168,7 @@ export class SqliteMetaStore implements MetaStore {
     this.#db = db;
     try {
       db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = FULL');
+      db.pragma(`synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
       db.pragma('foreign_keys = ON');
       db.transaction(() => migrate(db, file)).immediate();
     } catch (err) {
@@ -190,14 +206,16 @@ export class SqliteMetaStore implements MetaStore {
       deleteMessage: db.prepare('DELETE FROM messages WHERE id = ?'),
     };
 
-    this.#insert = db.transaction((msg: NewMessage) => {
+    const insertOne = (msg: NewMessage) => {
       const updatedAt = this.#now();
       const { recipients, ...fields } = msg;
       this.#stmt.insertMessage.run({ ...fields, state: 'received', updatedAt });
       recipients.forEach((r, seq) =>
         this.#stmt.insertRecipient.run({ messageId: msg.id, address: r.address, seq, tenantId: r.tenantId, updatedAt }),
       );
-    }).immediate;
+    };
+    this.#insert = db.transaction(insertOne).immediate;
+    this.#insertMany = db.transaction((msgs: NewMessage[]) => msgs.forEach(insertOne)).immediate;
 
     this.#updateRecipients = db.transaction(
       (id: string, addresses: ReadonlySet<string> | undefined, params: RecipientParams) => {
@@ -216,7 +234,14 @@ export class SqliteMetaStore implements MetaStore {
     ).immediate;
   }
 
-  async insertMessage(msg: NewMessage): Promise<void> {
+  insertMessage(msg: NewMessage): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ msg, resolve, reject });
+      if (this.#pending.length === 1) setImmediate(() => this.#flushInserts());
+    });
+  }
+
+  #insertAlone(msg: NewMessage): void {
     try {
       this.#insert(msg);
     } catch (err) {
@@ -225,6 +250,31 @@ export class SqliteMetaStore implements MetaStore {
         throw new SekishoError('SEKISHO_ERR_META_DUPLICATE', `message ${msg.id} already exists`, { cause: err });
       }
       throw err;
+    }
+  }
+
+  /** Commits every queued insert in one transaction; if that fails, each alone, so an error names its message. */
+  #flushInserts(): void {
+    while (this.#pending.length) {
+      const batch = this.#pending.splice(0, MAX_INSERTS_PER_COMMIT);
+      try {
+        if (batch.length === 1) this.#insertAlone(batch[0]!.msg);
+        else this.#insertMany(batch.map((p) => p.msg));
+        batch.forEach((p) => p.resolve());
+      } catch (batchErr) {
+        if (batch.length === 1) {
+          batch[0]!.reject(batchErr);
+          continue;
+        }
+        for (const p of batch) {
+          try {
+            this.#insertAlone(p.msg);
+            p.resolve();
+          } catch (err) {
+            p.reject(err);
+          }
+        }
+      }
     }
   }
 
@@ -291,6 +341,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async close(): Promise<void> {
+    this.#flushInserts();
     this.#db.close();
   }
 }

@@ -43,6 +43,29 @@ describe('SqliteMetaStore', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+
+  it('commits inserts of one event-loop turn together, and a duplicate id fails alone (group commit)', async () => {
+    const store = openStore();
+    const dup = newMessage();
+    await store.insertMessage(dup);
+    const fresh = Array.from({ length: 20 }, () => newMessage());
+    const results = await Promise.allSettled([...fresh.slice(0, 10), dup, ...fresh.slice(10)].map((m) => store.insertMessage(m)));
+    expect(results.filter((r) => r.status === 'rejected')).toHaveLength(1);
+    expect((results[10] as PromiseRejectedResult).reason).toMatchObject({ code: 'SEKISHO_ERR_META_DUPLICATE' });
+    for (const m of fresh) expect(await store.getMessage(m.id)).toBeDefined();
+    expect((await store.countByState()).received).toBe(21);
+  });
+
+  it('flushes queued inserts before it closes', async () => {
+    const store = new SqliteMetaStore(file);
+    const m = newMessage();
+    const inserted = store.insertMessage(m);
+    await store.close();
+    await inserted;
+    const again = openStore();
+    expect(await again.getMessage(m.id)).toBeDefined();
+  });
+
   it('creates the parent directory and a WAL database at the current schema version', async () => {
     await openStore().close();
     const db = new Database(file, { readonly: true });
