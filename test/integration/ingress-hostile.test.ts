@@ -27,6 +27,16 @@ async function connect(port: number): Promise<RawSmtp> {
 }
 
 /** A well-behaved client completes a whole transaction. */
+/** A client that has said EHLO, MAIL, RCPT and DATA (354), ready to send the message. */
+async function inData(port: number): Promise<RawSmtp> {
+  const c = await connect(port);
+  await c.hello();
+  await c.cmd(`MAIL FROM:<${FROM}>`);
+  await c.cmd(`RCPT TO:<${RCPT}>`);
+  expect(await c.cmd('DATA')).toMatch(/^354/);
+  return c;
+}
+
 async function wellBehaved(port: number): Promise<string> {
   return sendRaw(port, FROM, [RCPT], simpleMessage({ subject: 'bystander' }));
 }
@@ -152,11 +162,7 @@ describe('hostile clients', () => {
 
   it('ends a DATA that stalls on the idle timeout, keeps nothing of it, and serves others meanwhile', async () => {
     h = await Harness.start({ noWorker: true, config: { smtp: { socketTimeoutMs: 500 } } });
-    const c = await connect(h.port);
-    await c.hello();
-    await c.cmd(`MAIL FROM:<${FROM}>`);
-    await c.cmd(`RCPT TO:<${RCPT}>`);
-    expect(await c.cmd('DATA')).toMatch(/^354/);
+    const c = await inData(h.port);
     c.write(simpleMessage().slice(0, 100));
     expect(await c.reply()).toMatch(/^421 4\.4\.2 /);
     await c.waitClosed();
@@ -169,11 +175,7 @@ describe('hostile clients', () => {
 
   it('ends a slowloris DATA that trickles bytes faster than the idle timeout but never finishes a line', async () => {
     h = await Harness.start({ noWorker: true, config: { smtp: { socketTimeoutMs: 1_000 } } });
-    const c = await connect(h.port);
-    await c.hello();
-    await c.cmd(`MAIL FROM:<${FROM}>`);
-    await c.cmd(`RCPT TO:<${RCPT}>`);
-    expect(await c.cmd('DATA')).toMatch(/^354/);
+    const c = await inData(h.port);
     c.write('Subject: slow\r\n\r\n');
     // One byte every 100 ms: smtp-server's idle timer is reset by every byte and would never fire.
     let sent = 0;
@@ -197,11 +199,7 @@ describe('hostile clients', () => {
 
   it('does not cut off a slow sender whose bytes keep flowing, even inside one overlong line', async () => {
     h = await Harness.start({ noWorker: true, config: { smtp: { socketTimeoutMs: 500 } } });
-    const c = await connect(h.port);
-    await c.hello();
-    await c.cmd(`MAIL FROM:<${FROM}>`);
-    await c.cmd(`RCPT TO:<${RCPT}>`);
-    expect(await c.cmd('DATA')).toMatch(/^354/);
+    const c = await inData(h.port);
     c.write(simpleMessage({ body: '' }));
     // 8 KB every 100 ms for 2 s, all of it one line: longer than the timeout without a line end, never idle.
     for (let i = 0; i < 20; i++) {
@@ -215,11 +213,7 @@ describe('hostile clients', () => {
 
   it('keeps nothing of a client that disconnects in the middle of DATA', async () => {
     h = await Harness.start({ noWorker: true });
-    const c = await connect(h.port);
-    await c.hello();
-    await c.cmd(`MAIL FROM:<${FROM}>`);
-    await c.cmd(`RCPT TO:<${RCPT}>`);
-    expect(await c.cmd('DATA')).toMatch(/^354/);
+    const c = await inData(h.port);
     c.write(`${simpleMessage()}${'more body\r\n'.repeat(10_000)}`);
     await sleep(100);
     c.close();
