@@ -1,5 +1,5 @@
 /**
- * Byte-level SMTP client for what RawSmtp (raw-smtp.ts) cannot do: switch the same connection to TLS after
+ * Byte-level SMTP client (RawSmtp in raw-smtp.ts builds on it), able switch the same connection to TLS after
  * STARTTLS, and send very large payloads with backpressure (a 50 MB DATA must not be buffered in the test
  * process either, since the test measures that process's RSS). Also: read every reply until the server closes.
  */
@@ -9,7 +9,12 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { takeReply } from './raw-smtp.ts';
+
+/** Splits one complete (possibly multi-line) SMTP reply off the front of `buffer`, if one is there. */
+export function takeReply(buffer: string): { reply: string; rest: string } | undefined {
+  const m = /^((?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n)/.exec(buffer);
+  return m?.[1] ? { reply: m[1].trimEnd(), rest: buffer.slice(m[1].length) } : undefined;
+}
 
 export class WireSmtp {
   #socket: net.Socket | tls.TLSSocket;
@@ -17,7 +22,8 @@ export class WireSmtp {
   #waiters: (() => void)[] = [];
   closed = false;
 
-  private constructor(socket: net.Socket) {
+  /** Use connect(); public only so that subclasses inherit it. */
+  constructor(socket: net.Socket) {
     this.#socket = socket;
     this.#attach(socket);
   }
@@ -48,11 +54,11 @@ export class WireSmtp {
     });
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<WireSmtp> {
+  static connect<T extends WireSmtp>(this: new (socket: net.Socket) => T, port: number, host = '127.0.0.1'): Promise<T> {
     return new Promise((resolve, reject) => {
       const s = net.connect(port, host, () => {
         s.off('error', reject);
-        resolve(new WireSmtp(s));
+        resolve(new this(s));
       });
       s.once('error', reject);
     });
