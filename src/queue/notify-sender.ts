@@ -12,15 +12,27 @@ import { newMessageId } from '../spool/message-id.ts';
 import { OUTBOUND_ROUTE } from './pipeline.ts';
 import type { WorkerDeps } from './worker-deps.ts';
 
-/** Header bytes of the original quoted in the DSN; headers only, never the body (no backscattered content). */
+/**
+ * Bytes of the original read for the DSN's quoted headers. buildDsn itself keeps only the header section (up to
+ * the first empty line, never the body); this bounds the I/O, so a bounce of a 50 MB message reads 64 KiB, not 50 MB.
+ */
 const MAX_QUOTED_HEADER_BYTES = 64 * 1024;
 
-export function headerBlock(raw: Buffer): Buffer {
-  const crlf = raw.indexOf('\r\n\r\n');
-  const lf = raw.indexOf('\n\n');
-  const ends = [crlf < 0 ? Infinity : crlf + 2, lf < 0 ? Infinity : lf + 1];
-  const end = Math.min(...ends, raw.length, MAX_QUOTED_HEADER_BYTES);
-  return raw.subarray(0, end);
+/** The first `max` bytes of a spooled message. */
+async function readHead(store: WorkerDeps['store'], id: string, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const stream = store.createReadStream(id);
+  try {
+    for await (const chunk of stream) {
+      chunks.push(chunk as Buffer);
+      size += (chunk as Buffer).length;
+      if (size >= max) break;
+    }
+  } finally {
+    stream.destroy();
+  }
+  return Buffer.concat(chunks).subarray(0, max);
 }
 
 export async function notifySender(
@@ -31,7 +43,7 @@ export async function notifySender(
 ): Promise<string | undefined> {
   if (!msg.mailFrom || msg.origin === 'dsn' || !recipients.length) return undefined;
   const { config, tenants, store, meta, pipeline } = deps;
-  const raw = await store.read(msg.id);
+  const head = await readHead(store, msg.id, MAX_QUOTED_HEADER_BYTES);
   const delayed = recipients.every((r) => r.action === 'delayed');
   const dsn = buildDsn({
     reportingMta: config.hostname,
@@ -39,7 +51,7 @@ export async function notifySender(
     arrivalDate: msg.receivedAt,
     sender: msg.mailFrom,
     recipients,
-    originalHeaders: headerBlock(raw),
+    originalHeaders: head,
     messageIdDomain: config.hostname,
     willRetryUntil: delayed ? msg.receivedAt + config.delivery.giveUpAfterMs : undefined,
   });
