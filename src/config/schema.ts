@@ -130,6 +130,11 @@ export const configSchema = z
         connectionRatePerIpPerMinute: z.number().int().positive().default(600),
         /** Idle time before a connection is closed with `421 4.4.2` (slowloris guard). */
         socketTimeoutMs: ms(60_000),
+        /**
+         * Pause before the greeting. A client that sends anything before the greeting is refused with `421`
+         * (an early talker, as Postfix's postscreen pregreet test; spambots often do it). 0 greets at once.
+         */
+        greetPauseMs: ms(0),
         /** Unrecognised or out-of-sequence commands before the connection is closed. */
         maxBadCommands: z.number().int().positive().default(10),
         /** How long the ingress waits for the verdict after DATA so that it can answer 550 in-session. */

@@ -20,6 +20,7 @@ import { newMessageId } from '../spool/message-id.ts';
 import { receivedHeader } from './received.ts';
 import { limitBadCommands, replies, useCatalogueEnhancedCodes } from './replies.ts';
 import { ConnectionLimiter } from './connection-limiter.ts';
+import { greetPauseOption, useConfigurableGreetPause } from './greet-pause.ts';
 
 /** Bytes of the header section the ingress looks at for Message-ID and Subject (operators' search fields). */
 const HEADER_PEEK_BYTES = 64 * 1024;
@@ -128,6 +129,7 @@ export class Ingress {
 
   constructor(deps: IngressDeps) {
     useCatalogueEnhancedCodes();
+    useConfigurableGreetPause();
     this.#deps = deps;
     const { smtp, hostname } = deps.config;
     this.#limiter = new ConnectionLimiter({
@@ -154,6 +156,7 @@ export class Ingress {
       useXClient: false,
       useXForward: false,
       logger: false,
+      ...greetPauseOption(smtp.greetPauseMs),
       ...(smtp.tls ? { key: readFileSync(smtp.tls.key), cert: readFileSync(smtp.tls.cert) } : {}),
       onConnect: (session, cb) => this.#onConnect(session, cb),
       onMailFrom: (_address, session, cb) => {

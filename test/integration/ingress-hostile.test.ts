@@ -58,6 +58,25 @@ async function rejectedCount(harness: Harness, reason: string): Promise<number> 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('hostile clients', () => {
+  it('refuses a client that talks before the greeting (smtp.greetPauseMs) and greets one that waits', async () => {
+    h = await Harness.start({ noWorker: true, config: { smtp: { greetPauseMs: 500 } } });
+    const early = await connect(h.port);
+    early.write('EHLO spambot.example.net\r\n');
+    const replies = await early.repliesUntilClosed();
+    expect(replies.join('\n')).toMatch(/^421 .*talk too soon/m);
+    expect(replies.join('\n')).not.toMatch(/^250/m);
+    // A patient client on the same server is greeted and served.
+    expect(await wellBehaved(h.port)).toMatch(/^250 2\.0\.0 /);
+  });
+
+  it('greets at once with smtp.greetPauseMs 0 (the default) ', async () => {
+    h = await Harness.start({ noWorker: true });
+    expect(h.config.smtp.greetPauseMs).toBe(0);
+    const c = await connect(h.port);
+    expect(await c.reply()).toMatch(/^220 /);
+    expect(await c.cmd('EHLO client.example.net')).toMatch(/^250/);
+  });
+
   it('answers MAIL, RCPT and DATA before EHLO with 503, and the session goes on', async () => {
     h = await Harness.start({ noWorker: true });
     const c = await connect(h.port);
