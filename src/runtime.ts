@@ -12,6 +12,7 @@ import { TenantIndex } from './config/tenants.ts';
 import { Pipeline } from './queue/pipeline.ts';
 import { Reconciler } from './queue/reconciler.ts';
 import { StageWorkers } from './queue/workers.ts';
+import { RouteHealth } from './queue/route-health.ts';
 import type { Check } from './scan/check.ts';
 import { createChecks, type ScanEngines } from './scan/registry.ts';
 import { SmtpDeliverer, type Deliverer } from './smtp/delivery.ts';
@@ -83,6 +84,7 @@ export async function startWorker(
     pipeline,
     checks,
     deliverer,
+    routeHealth: new RouteHealth(),
     log: opts.log,
     metrics,
   });

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { DsnRecipient } from '../smtp/dsn.ts';
 import { statusFromReply } from '../smtp/dsn.ts';
 import type { RecipientOutcome } from '../smtp/delivery.ts';
-import type { MessageRecord, RecipientRecord } from '../spool/meta-store.ts';
+import type { MessageRecord, RecipientPatch, RecipientRecord } from '../spool/meta-store.ts';
 import { finalizeIfDone } from './finalize.ts';
 import { notifySender } from './notify-sender.ts';
 import { OUTBOUND_ROUTE, type DeliverJobData } from './pipeline.ts';
@@ -52,28 +52,129 @@ async function* concat(prefix: Buffer, rest: Readable): AsyncGenerator<Buffer> {
   for await (const chunk of rest) yield chunk as Buffer;
 }
 
-export function createDeliverProcessor(deps: WorkerDeps) {
-  const { config, meta, store, tenants, deliverer, metrics } = deps;
+/** What one delivery attempt to one route left to do: when to try the deferred recipients again (Infinity: none). */
+export interface RouteAttempt {
+  nextAt: number;
+}
 
-  async function bounce(msg: MessageRecord, outcomes: RecipientOutcome[], remote: string | null, tenant: string, log: Logger) {
+/**
+ * One delivery attempt of one message to one route, for the recipients given (not yet final): sends the spooled
+ * bytes, records each recipient's outcome, bounces what failed for good (or too long), schedules the rest with
+ * exponential backoff and sends a delay notice when due. Used by the `deliver` stage and, for the first attempt,
+ * by the scan stage itself (scan-stage.ts). The caller finalizes the message and schedules the retry.
+ */
+export async function attemptRoute(
+  deps: WorkerDeps,
+  msg: MessageRecord,
+  route: string,
+  mine: readonly RecipientRecord[],
+  log: Logger,
+  /** The spooled bytes when the caller has them in memory already (the scan stage); else they are streamed. */
+  raw?: Buffer,
+): Promise<RouteAttempt> {
+  const { config, meta, store, tenants, deliverer, metrics } = deps;
+  const mid = msg.id;
+
+  const bounce = async (outcomes: RecipientOutcome[], remote: string | null) => {
     if (!outcomes.length) return;
     // DSN first, then the state: a crash in between repeats the DSN rather than losing it.
     await notifySender(deps, msg, outcomes.map((o) => dsnRecipient(o, 'failed', remote, true)), log);
-    for (const o of outcomes) {
-      await meta.updateRecipients(msg.id, [o.address], { state: 'bounced', response: o.response, nextAttemptAt: null, countAttempt: true });
-    }
-    metrics.deliveries.inc({ outcome: 'bounced', tenant }, outcomes.length);
+    await meta.update(mid, {
+      recipients: outcomes.map((o) => ({
+        addresses: [o.address],
+        patch: { state: 'bounced' as const, response: o.response, nextAttemptAt: null, countAttempt: true },
+      })),
+    });
+    metrics.deliveries.inc({ outcome: 'bounced', tenant: route }, outcomes.length);
     log.warn({ recipients: outcomes.map((o) => `${o.address}: ${o.response}`) }, 'bounced');
+  };
+
+  const url = route === OUTBOUND_ROUTE ? config.delivery.outboundRelay : tenants.byId(route)?.deliverTo;
+  const addresses = mine.map((r) => r.address);
+  const started = performance.now();
+  let outcome;
+  if (!url) {
+    const response =
+      route === OUTBOUND_ROUTE ? '451 4.4.0 no outbound route: set delivery.outboundRelay' : `451 4.4.0 tenant "${route}" is not configured`;
+    outcome = { delivered: [], bounced: [], remote: '', deferred: addresses.map((address) => ({ address, response, code: 451 })) };
+  } else {
+    const tagged = mine[0]?.action === 'deliver-tagged';
+    if (raw) {
+      const body = tagged ? Buffer.concat([tagHeader(msg, route), raw]) : raw;
+      outcome = await deliverer.send({ route: url, from: msg.mailFrom, to: addresses, body });
+    } else {
+      const file = store.createReadStream(mid);
+      const body = tagged ? Readable.from(concat(tagHeader(msg, route), file)) : file;
+      try {
+        outcome = await deliverer.send({ route: url, from: msg.mailFrom, to: addresses, body });
+      } finally {
+        body.destroy();
+        file.destroy();
+      }
+    }
   }
+  metrics.stageSeconds.observe({ stage: 'deliver' }, (performance.now() - started) / 1000);
+  deps.routeHealth.record(route, outcome.deferred.length === 0);
+
+  if (outcome.delivered.length) {
+    // One server reply covers every recipient of the transaction: one update for all of them.
+    const response = outcome.delivered[0]?.response ?? null;
+    await meta.updateRecipients(mid, outcome.delivered.map((o) => o.address), { state: 'delivered', response, nextAttemptAt: null, countAttempt: true });
+    for (let i = 0; i < outcome.delivered.length; i++) metrics.endToEndSeconds.observe((Date.now() - msg.receivedAt) / 1000);
+    metrics.deliveries.inc({ outcome: 'delivered', tenant: route }, outcome.delivered.length);
+    log.info({ recipients: outcome.delivered.map((o) => o.address), remote: outcome.remote, response: outcome.delivered[0]?.response }, 'delivered');
+  }
+  await bounce(outcome.bounced, outcome.remote || null);
+
+  let nextAt = Infinity;
+  if (outcome.deferred.length) {
+    const now = Date.now();
+    const age = now - msg.receivedAt;
+    if (age >= config.delivery.giveUpAfterMs) {
+      const expired = outcome.deferred.map((o) => ({ ...o, response: `${o.response} (gave up after ${Math.round(age / 3_600_000)} h)` }));
+      await bounce(expired, outcome.remote || null);
+    } else {
+      const byAddress = new Map(mine.map((r) => [r.address, r]));
+      const notice: DsnRecipient[] = [];
+      const patches: { addresses: string[]; patch: RecipientPatch }[] = [];
+      for (const o of outcome.deferred) {
+        const r = byAddress.get(o.address);
+        const attempt = (r?.attempts ?? 0) + 1;
+        const at = now + retryDelayMs(attempt, config.delivery);
+        nextAt = Math.min(nextAt, at);
+        const noticeDue = config.delivery.delayNoticeAfterMs > 0 && age >= config.delivery.delayNoticeAfterMs && !r?.delayNoticeSent;
+        if (noticeDue) notice.push(dsnRecipient(o, 'delayed', outcome.remote || null, false));
+        patches.push({
+          addresses: [o.address],
+          patch: { state: 'deferred', response: o.response, nextAttemptAt: at, countAttempt: true, ...(noticeDue ? { delayNoticeSent: true } : {}) },
+        });
+      }
+      if (notice.length) await notifySender(deps, msg, notice, log);
+      await meta.update(mid, { recipients: patches });
+      metrics.deliveries.inc({ outcome: 'deferred', tenant: route }, outcome.deferred.length);
+      log.warn(
+        { recipients: outcome.deferred.map((o) => `${o.address}: ${o.response}`), retryAt: new Date(nextAt).toISOString() },
+        'deferred',
+      );
+    }
+  }
+  return { nextAt };
+}
+
+/** Recipients of `route` that still wait for delivery. */
+export function openRecipients(recipients: readonly RecipientRecord[], route: string): RecipientRecord[] {
+  return recipients.filter((r) => r.tenantId === route && (r.state === 'pending' || r.state === 'deferred'));
+}
+
+export function createDeliverProcessor(deps: WorkerDeps) {
+  const { meta } = deps;
 
   return async function processDeliver(job: Job<DeliverJobData>, token?: string): Promise<void> {
     const { mid, route } = job.data;
     const log = deps.log.child({ mid, stage: 'deliver', route });
     const msg = await meta.getMessage(mid);
     if (!msg || msg.state !== 'delivering') return;
-    const mine = (await meta.getRecipients(mid)).filter(
-      (r: RecipientRecord) => r.tenantId === route && (r.state === 'pending' || r.state === 'deferred'),
-    );
+    const mine = openRecipients(await meta.getRecipients(mid), route);
     if (!mine.length) {
       await finalizeIfDone(deps, mid, log);
       return;
@@ -84,71 +185,7 @@ export function createDeliverProcessor(deps: WorkerDeps) {
       throw new DelayedError();
     }
 
-    const url = route === OUTBOUND_ROUTE ? config.delivery.outboundRelay : tenants.byId(route)?.deliverTo;
-    const addresses = mine.map((r) => r.address);
-    const started = performance.now();
-    let outcome;
-    if (!url) {
-      const response =
-        route === OUTBOUND_ROUTE ? '451 4.4.0 no outbound route: set delivery.outboundRelay' : `451 4.4.0 tenant "${route}" is not configured`;
-      outcome = { delivered: [], bounced: [], remote: '', deferred: addresses.map((address) => ({ address, response, code: 451 })) };
-    } else {
-      const file = store.createReadStream(mid);
-      const tagged = mine[0]?.action === 'deliver-tagged';
-      const body = tagged ? Readable.from(concat(tagHeader(msg, route), file)) : file;
-      try {
-        outcome = await deliverer.send({ route: url, from: msg.mailFrom, to: addresses, body });
-      } finally {
-        body.destroy();
-        file.destroy();
-      }
-    }
-    metrics.stageSeconds.observe({ stage: 'deliver' }, (performance.now() - started) / 1000);
-
-    if (outcome.delivered.length) {
-      // One server reply covers every recipient of the transaction: one update for all of them.
-      const response = outcome.delivered[0]?.response ?? null;
-      await meta.updateRecipients(mid, outcome.delivered.map((o) => o.address), { state: 'delivered', response, nextAttemptAt: null, countAttempt: true });
-      for (let i = 0; i < outcome.delivered.length; i++) metrics.endToEndSeconds.observe((Date.now() - msg.receivedAt) / 1000);
-      metrics.deliveries.inc({ outcome: 'delivered', tenant: route }, outcome.delivered.length);
-      log.info({ recipients: outcome.delivered.map((o) => o.address), remote: outcome.remote, response: outcome.delivered[0]?.response }, 'delivered');
-    }
-    await bounce(msg, outcome.bounced, outcome.remote || null, route, log);
-
-    let nextAt = Infinity;
-    if (outcome.deferred.length) {
-      const now = Date.now();
-      const age = now - msg.receivedAt;
-      if (age >= config.delivery.giveUpAfterMs) {
-        const expired = outcome.deferred.map((o) => ({ ...o, response: `${o.response} (gave up after ${Math.round(age / 3_600_000)} h)` }));
-        await bounce(msg, expired, outcome.remote || null, route, log);
-      } else {
-        const byAddress = new Map(mine.map((r) => [r.address, r]));
-        const notice: DsnRecipient[] = [];
-        for (const o of outcome.deferred) {
-          const r = byAddress.get(o.address);
-          const attempt = (r?.attempts ?? 0) + 1;
-          const at = now + retryDelayMs(attempt, config.delivery);
-          nextAt = Math.min(nextAt, at);
-          const noticeDue = config.delivery.delayNoticeAfterMs > 0 && age >= config.delivery.delayNoticeAfterMs && !r?.delayNoticeSent;
-          if (noticeDue) notice.push(dsnRecipient(o, 'delayed', outcome.remote || null, false));
-          await meta.updateRecipients(mid, [o.address], {
-            state: 'deferred',
-            response: o.response,
-            nextAttemptAt: at,
-            countAttempt: true,
-            ...(noticeDue ? { delayNoticeSent: true } : {}),
-          });
-        }
-        if (notice.length) await notifySender(deps, msg, notice, log);
-        metrics.deliveries.inc({ outcome: 'deferred', tenant: route }, outcome.deferred.length);
-        log.warn(
-          { recipients: outcome.deferred.map((o) => `${o.address}: ${o.response}`), retryAt: new Date(nextAt).toISOString() },
-          'deferred',
-        );
-      }
-    }
-
+    const { nextAt } = await attemptRoute(deps, msg, route, mine, log);
     await finalizeIfDone(deps, mid, log);
     if (nextAt !== Infinity) {
       await job.moveToDelayed(nextAt, token);

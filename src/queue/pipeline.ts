@@ -1,7 +1,8 @@
 /**
  * The BullMQ side of the flow (DESIGN §1, §5): one queue per stage, job data carrying ids only, job ids derived
  * from message id + stage (+ tenant) so that re-enqueueing — by the ingress, a retried job or the reconciler —
- * is idempotent. Stages: `scan` → (`sanitize`, later) → `deliver` (one job per tenant of the message).
+ * is idempotent. Stages: `scan` → (`sanitize`, later) → `deliver` (one job per tenant of the message). The scan
+ * job makes the first delivery attempt itself; a `deliver` job exists for what that attempt deferred (retries).
  *
  * Job lifecycle: waiting → active → completed (removed at once: the MetaStore keeps the history) | delayed (a
  * deferred delivery or a scan waiting for a failed engine) | failed (after queue.maxAttempts crashes; the
@@ -10,6 +11,7 @@
 import { Queue, QueueEvents, type Job, type JobsOptions, type RedisOptions as BullRedisOptions } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/schema.ts';
+import { finalRecipientStates, type RecipientRecord } from '../spool/meta-store.ts';
 
 export const STAGES = ['scan', 'deliver'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -107,6 +109,25 @@ export class Pipeline {
 
   async enqueueDeliver(mid: string, route: string, delayMs = 0): Promise<void> {
     await this.deliver.add('deliver', { mid, route }, this.#jobOptions(deliverJobId(mid, route), delayMs));
+  }
+
+  /** A `deliver` job for every route that has recipients still open, due at the earliest of their next attempts. */
+  async enqueueOpenRoutes(mid: string, recipients: readonly RecipientRecord[]): Promise<void> {
+    const due = new Map<string, number>();
+    for (const r of recipients) {
+      if (finalRecipientStates.includes(r.state)) continue;
+      due.set(r.tenantId, Math.min(due.get(r.tenantId) ?? Infinity, r.nextAttemptAt ?? 0));
+    }
+    for (const [route, at] of due) await this.enqueueDeliver(mid, route, at - Date.now());
+  }
+
+  /**
+   * Whether the message's scan job is still in Redis and not given up (waiting, active, delayed): then it owns
+   * the message, its first delivery attempt included, and nothing else may start a delivery of it.
+   */
+  async scanPending(mid: string): Promise<boolean> {
+    const state = await this.scan.getJobState(scanJobId(mid));
+    return state !== 'unknown' && state !== 'failed' && state !== 'completed';
   }
 
   /**

@@ -6,7 +6,6 @@
  */
 import type { Logger } from 'pino';
 import type { MetaStore } from '../spool/meta-store.ts';
-import { finalRecipientStates } from '../spool/meta-store.ts';
 import type { Pipeline } from './pipeline.ts';
 
 /** Messages re-enqueued per batch; bounds memory when a large backlog is recovered. */
@@ -41,13 +40,9 @@ export class Reconciler {
         seen++;
         if (msg.state === 'received') {
           await this.#pipeline.enqueueScan(msg.id);
-        } else if (msg.state === 'delivering') {
-          const open = (await this.#meta.getRecipients(msg.id)).filter((r) => !finalRecipientStates.includes(r.state));
-          const routes = new Map<string, number>();
-          for (const r of open) {
-            routes.set(r.tenantId, Math.min(routes.get(r.tenantId) ?? Infinity, r.nextAttemptAt ?? 0));
-          }
-          for (const [route, at] of routes) await this.#pipeline.enqueueDeliver(msg.id, route, at - Date.now());
+        } else if (msg.state === 'delivering' && !(await this.#pipeline.scanPending(msg.id))) {
+          // (While its scan job lives, that job may be making the first delivery attempt: it hands over itself.)
+          await this.#pipeline.enqueueOpenRoutes(msg.id, await this.#meta.getRecipients(msg.id));
         }
       }
       if (batch.length < RECONCILE_BATCH) break;

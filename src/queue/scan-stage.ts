@@ -1,6 +1,9 @@
 /**
  * The `scan` stage: runs the registered checks on one message, lets policy choose an action per tenant, records
- * the verdict and the per-recipient actions, and hands the deliverable recipients to the `deliver` stage.
+ * the verdict and the per-recipient actions, and makes the first delivery attempt to each tenant itself (no
+ * separate job: most mail is delivered by the job that scanned it). What that attempt defers, a route that has
+ * been deferring lately (RouteHealth), and every delivery while an SMTP session waits for the verdict go to the
+ * `deliver` stage, which owns the retries.
  *
  * Fail closed: when a check failed (`<CHECK>_FAIL`), the whole message waits (the job is delayed by
  * scan.failRetryDelayMs) and is scanned again; after scan.failQuarantineAfterMs it is quarantined. No recipient
@@ -10,7 +13,9 @@ import { DelayedError, type Job } from 'bullmq';
 import type { Action } from '../config/schema.ts';
 import { decide, type Decision } from '../policy/decide.ts';
 import { runChecks } from '../scan/runner.ts';
-import type { RecipientState } from '../spool/meta-store.ts';
+import type { Logger } from 'pino';
+import type { MessageRecord, RecipientPatch, RecipientRecord, RecipientState } from '../spool/meta-store.ts';
+import { attemptRoute, openRecipients } from './deliver-stage.ts';
 import type { ScanJobData, ScanResult } from './pipeline.ts';
 import type { WorkerDeps } from './worker-deps.ts';
 import { finalizeIfDone } from './finalize.ts';
@@ -38,6 +43,41 @@ function stateFor(action: Action): { state: RecipientState; deliver: boolean; wh
   }
 }
 
+/**
+ * Hands the deliverable recipients to delivery: with `inline`, the first attempt to each route that answered
+ * lately (RouteHealth) is made at once, all routes side by side; a route that deferred, or was not tried, gets a
+ * `deliver` job (due at the retry time). Every route settles before this returns, so that no `deliver` job can
+ * overlap an attempt still running here; then the message is finalized if nothing is left.
+ */
+async function startDelivery(
+  deps: WorkerDeps,
+  msg: MessageRecord,
+  recipients: readonly RecipientRecord[],
+  routes: ReadonlySet<string>,
+  inline: boolean,
+  log: Logger,
+  raw: Buffer,
+): Promise<void> {
+  const later: { route: string; delayMs: number }[] = [];
+  const settled = await Promise.allSettled(
+    [...routes].map(async (route) => {
+      const mine = openRecipients(recipients, route);
+      if (!mine.length) return;
+      if (!inline || !deps.routeHealth.answering(route)) {
+        later.push({ route, delayMs: 0 });
+        return;
+      }
+      const { nextAt } = await attemptRoute(deps, msg, route, mine, log.child({ stage: 'deliver', route }), raw);
+      if (nextAt !== Infinity) later.push({ route, delayMs: nextAt - Date.now() });
+    }),
+  );
+  for (const { route, delayMs } of later) await deps.pipeline.enqueueDeliver(msg.id, route, delayMs);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  // The job fails and runs again; the re-run finds the message `delivering` and leaves it to the deliver stage.
+  if (failed) throw failed.reason;
+  await finalizeIfDone(deps, msg.id, log);
+}
+
 export function createScanProcessor(deps: WorkerDeps) {
   const { config, meta, store, tenants, pipeline, checks, metrics } = deps;
 
@@ -45,7 +85,13 @@ export function createScanProcessor(deps: WorkerDeps) {
     const { mid, sessionDeadline } = job.data;
     const log = deps.log.child({ mid, stage: 'scan' });
     const msg = await meta.getMessage(mid);
-    if (!msg || msg.state !== 'received') return { outcome: 'accepted' }; // done already (idempotent re-run)
+    if (!msg) return { outcome: 'accepted' };
+    if (msg.state === 'delivering') {
+      // A re-run after the worker died during the first delivery attempt: the deliver stage takes it from here.
+      await pipeline.enqueueOpenRoutes(mid, await meta.getRecipients(mid));
+      return { outcome: 'accepted' };
+    }
+    if (msg.state !== 'received') return { outcome: 'accepted' }; // done already (idempotent re-run)
     const recipients = await meta.getRecipients(mid);
     const started = performance.now();
     const raw = await store.read(mid);
@@ -110,22 +156,28 @@ export function createScanProcessor(deps: WorkerDeps) {
     }
 
     const deliverTo = new Set<string>();
+    const patches: { addresses: string[]; patch: RecipientPatch }[] = [];
+    const after = new Map<string, RecipientRecord>();
     for (const [tenantId, d] of decisions) {
       const s = stateFor(d.action);
-      const addresses = recipients.filter((r) => r.tenantId === tenantId).map((r) => r.address);
+      const mine = recipients.filter((r) => r.tenantId === tenantId);
       const response = s.state === 'quarantined' ? `quarantined: ${[s.why, ...d.reasons].filter(Boolean).join('; ')}` : null;
-      await meta.updateRecipients(mid, addresses, { action: d.action, state: s.state, response });
+      const patch = { action: d.action, state: s.state, response };
+      patches.push({ addresses: mine.map((r) => r.address), patch });
+      for (const r of mine) after.set(r.address, { ...r, ...patch });
       metrics.actions.inc({ action: d.action, tenant: tenantId });
-      if (s.state === 'quarantined') metrics.deliveries.inc({ outcome: 'quarantined', tenant: tenantId }, addresses.length);
+      if (s.state === 'quarantined') metrics.deliveries.inc({ outcome: 'quarantined', tenant: tenantId }, mine.length);
       if (s.deliver) deliverTo.add(tenantId);
     }
-    await meta.updateMessage(mid, { state: 'delivering', verdict: record, lastError: null });
-    for (const tenantId of deliverTo) await pipeline.enqueueDeliver(mid, tenantId);
+    await meta.update(mid, { recipients: patches, message: { state: 'delivering', verdict: record, lastError: null } });
     log.info(
       { symbols: verdict.symbols.map((s) => s.name), actions: Object.fromEntries([...decisions].map(([t, d]) => [t, d.action])) },
       'scanned',
     );
-    if (!deliverTo.size) await finalizeIfDone(deps, mid, log);
+    // While an SMTP session waits for this verdict, the job ends here and delivery is a job of its own; otherwise
+    // the first attempt is made right here, which spares a job per message.
+    const inline = sessionDeadline <= Date.now();
+    await startDelivery(deps, { ...msg, state: 'delivering', verdict: record }, [...after.values()], deliverTo, inline, log, raw);
     return { outcome: 'accepted' };
   };
 }

@@ -8,6 +8,7 @@ import type { Deliverer } from '../smtp/delivery.ts';
 import type { MessageStore } from '../spool/message-store.ts';
 import type { MetaStore } from '../spool/meta-store.ts';
 import type { Pipeline } from './pipeline.ts';
+import type { RouteHealth } from './route-health.ts';
 
 export interface WorkerDeps {
   config: Config;
@@ -17,6 +18,8 @@ export interface WorkerDeps {
   pipeline: Pipeline;
   checks: Check[];
   deliverer: Deliverer;
+  /** Routes that answered lately: where the scan stage makes the first delivery attempt itself. */
+  routeHealth: RouteHealth;
   log: Logger;
   metrics: Metrics;
 }

@@ -90,6 +90,39 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Group fsync of directories: a caller that has just renamed a file into `dir` needs an fsync of `dir` that
+ * *starts* after its rename. While one runs, every new caller shares the single next one, queued behind it, so a
+ * burst of messages into one shard costs two directory fsyncs instead of one each.
+ */
+export class DirSyncer {
+  readonly #dirs = new Map<string, { running?: Promise<void>; queued?: Promise<void> }>();
+  readonly #fsync: (dir: string) => Promise<void>;
+
+  constructor(fsync: (dir: string) => Promise<void> = fsyncDir) {
+    this.#fsync = fsync;
+  }
+
+  sync(dir: string): Promise<void> {
+    let st = this.#dirs.get(dir);
+    if (!st) this.#dirs.set(dir, (st = {}));
+    const state = st;
+    if (state.queued) return state.queued;
+    const start = (): Promise<void> => {
+      state.queued = undefined;
+      const run = this.#fsync(dir).finally(() => {
+        if (state.running === run) state.running = undefined;
+        if (!state.running && !state.queued) this.#dirs.delete(dir);
+      });
+      state.running = run;
+      return run;
+    };
+    if (!state.running) return start();
+    state.queued = state.running.catch(() => undefined).then(start);
+    return state.queued;
+  }
+}
+
 function fsyncDirSync(dir: string): void {
   const fd = openSync(dir, 'r');
   try {
@@ -139,6 +172,7 @@ export class FileMessageStore implements MessageStore {
   readonly #tmpDir: string;
   /** Shard directories whose entry in their parent this process has fsync'd (see #shardDir). */
   readonly #durableShards = new Set<string>();
+  readonly #dirSyncer = new DirSyncer();
 
   /** Creates the spool directories if needed and removes temp files left by crashed writers. */
   constructor(dataDir: string) {
@@ -205,7 +239,7 @@ export class FileMessageStore implements MessageStore {
       const dir = await this.#shardDir(id, kind).catch(rethrowWriteError(id, 'create the shard directory of'));
       await rename(tmp, dest).catch(rethrowWriteError(id, 'rename into place'));
       renamed = true;
-      await fsyncDir(dir).catch(rethrowWriteError(id, 'fsync the directory of'));
+      await this.#dirSyncer.sync(dir).catch(rethrowWriteError(id, 'fsync the directory of'));
     } catch (err) {
       // Best effort: a temp file that cannot be removed now is removed by the next store opened on dataDir.
       await rm(renamed ? dest : tmp, { force: true }).catch(() => undefined);
@@ -307,9 +341,9 @@ export class FileMessageStore implements MessageStore {
     for (const kind of KINDS) {
       const file = this.#path(id, kind);
       try {
+        // No directory fsync: recovery follows the MetaStore, not the spool, so a file that a power cut brings back
+        // belongs to a message already `done` and is never sent again (an orphan, which `list` still shows).
         await unlink(file);
-        // Durable removal: a message resurrected by a crash would be recovered and delivered again.
-        await fsyncDir(path.dirname(file));
       } catch (err) {
         if (isEnoent(err)) continue;
         throw new SekishoError('SEKISHO_ERR_SPOOL_DELETE', `cannot delete ${kind} message ${id}: ${(err as Error).message}`, {

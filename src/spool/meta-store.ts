@@ -84,6 +84,13 @@ export interface MessagePatch {
   countAttempt?: boolean;
 }
 
+/** Several patches of one message, applied together (MetaStore.update). */
+export interface MessageChange {
+  message?: MessagePatch;
+  /** Applied in order; `addresses` undefined means every recipient of the message. */
+  recipients?: readonly { addresses?: readonly string[]; patch: RecipientPatch }[];
+}
+
 export interface ListOptions {
   limit?: number;
   offset?: number;
@@ -97,6 +104,12 @@ export interface MetaStore {
   updateMessage(id: string, patch: MessagePatch): Promise<void>;
   /** Applies the patch to the named recipients of one message (all of them when `addresses` is undefined). */
   updateRecipients(id: string, addresses: readonly string[] | undefined, patch: RecipientPatch): Promise<void>;
+  /**
+   * Applies the recipient patches and then the message patch in one transaction: all of them or none (an unknown
+   * message or recipient rejects with SEKISHO_ERR_META_NOT_FOUND and changes nothing). One commit instead of one
+   * per patch: the pipeline records a verdict or a delivery for several recipients and the message at once.
+   */
+  update(id: string, change: MessageChange): Promise<void>;
   /** Messages not in a final state, oldest first. */
   listUnfinished(opts?: ListOptions): Promise<MessageRecord[]>;
   /** Messages in one state, newest first (operators' views, e.g. the `failed` hold). */

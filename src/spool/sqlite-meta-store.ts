@@ -18,6 +18,7 @@ import {
   finalMessageStates,
   messageStates,
   type ListOptions,
+  type MessageChange,
   type MessagePatch,
   type MessageRecord,
   type MessageState,
@@ -159,6 +160,7 @@ export class SqliteMetaStore implements MetaStore {
   readonly #insertMany: (msgs: NewMessage[]) => void;
   #pending: { msg: NewMessage; resolve: () => void; reject: (err: unknown) => void }[] = [];
   readonly #updateRecipients: (id: string, addresses: ReadonlySet<string> | undefined, params: RecipientParams) => void;
+  readonly #update: (id: string, change: MessageChange) => void;
 
   /** Opens (creating it and its directory if needed) and migrates the database at `file`. */
   constructor(file: string, opts: SqliteMetaStoreOptions = {}) {
@@ -217,21 +219,25 @@ export class SqliteMetaStore implements MetaStore {
     this.#insert = db.transaction(insertOne).immediate;
     this.#insertMany = db.transaction((msgs: NewMessage[]) => msgs.forEach(insertOne)).immediate;
 
-    this.#updateRecipients = db.transaction(
-      (id: string, addresses: ReadonlySet<string> | undefined, params: RecipientParams) => {
-        if (!this.#stmt.messageExists.get(id)) throw notFound(id);
-        if (addresses === undefined) {
-          this.#stmt.updateAllRecipients.run(params);
-          return;
+    const updateRecipients = (id: string, addresses: ReadonlySet<string> | undefined, params: RecipientParams) => {
+      if (!this.#stmt.messageExists.get(id)) throw notFound(id);
+      if (addresses === undefined) {
+        this.#stmt.updateAllRecipients.run(params);
+        return;
+      }
+      for (const address of addresses) {
+        // Throwing rolls back the recipients already updated: a patch applies to all named or to none.
+        if (this.#stmt.updateOneRecipient.run({ ...params, address }).changes === 0) {
+          throw new SekishoError('SEKISHO_ERR_META_NOT_FOUND', `message ${id} has no recipient ${address}`);
         }
-        for (const address of addresses) {
-          // Throwing rolls back the recipients already updated: a patch applies to all named or to none.
-          if (this.#stmt.updateOneRecipient.run({ ...params, address }).changes === 0) {
-            throw new SekishoError('SEKISHO_ERR_META_NOT_FOUND', `message ${id} has no recipient ${address}`);
-          }
-        }
-      },
-    ).immediate;
+      }
+    };
+    this.#updateRecipients = db.transaction(updateRecipients).immediate;
+    this.#update = db.transaction((id: string, change: MessageChange) => {
+      for (const r of change.recipients ?? []) updateRecipients(id, r.addresses && new Set(r.addresses), this.#recipientParams(id, r.patch));
+      if (change.message) this.#updateMessageRow(id, change.message);
+      else if (!this.#stmt.messageExists.get(id)) throw notFound(id);
+    }).immediate;
   }
 
   insertMessage(msg: NewMessage): Promise<void> {
@@ -288,6 +294,10 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async updateMessage(id: string, patch: MessagePatch): Promise<void> {
+    this.#updateMessageRow(id, patch);
+  }
+
+  #updateMessageRow(id: string, patch: MessagePatch): void {
     const { changes } = this.#stmt.updateMessage.run({
       id,
       setState: flag(patch.state !== undefined),
@@ -304,7 +314,15 @@ export class SqliteMetaStore implements MetaStore {
 
   /** Rejects with SEKISHO_ERR_META_NOT_FOUND, changing nothing, if the message or a named recipient is missing. */
   async updateRecipients(id: string, addresses: readonly string[] | undefined, patch: RecipientPatch): Promise<void> {
-    this.#updateRecipients(id, addresses && new Set(addresses), {
+    this.#updateRecipients(id, addresses && new Set(addresses), this.#recipientParams(id, patch));
+  }
+
+  async update(id: string, change: MessageChange): Promise<void> {
+    this.#update(id, change);
+  }
+
+  #recipientParams(id: string, patch: RecipientPatch): RecipientParams {
+    return {
       id,
       setState: flag(patch.state !== undefined),
       state: patch.state ?? null,
@@ -318,7 +336,7 @@ export class SqliteMetaStore implements MetaStore {
       delayNoticeSent: flag(patch.delayNoticeSent === true),
       addAttempt: flag(patch.countAttempt === true),
       now: this.#now(),
-    });
+    };
   }
 
   async listUnfinished(opts: ListOptions = {}): Promise<MessageRecord[]> {

@@ -12,7 +12,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FileMessageStore } from '../../../src/spool/file-message-store.ts';
+import { DirSyncer, FileMessageStore } from '../../../src/spool/file-message-store.ts';
 import { SizeLimitError } from '../../../src/spool/message-store.ts';
 import {
   collect,
@@ -225,5 +225,39 @@ describe('FileMessageStore', () => {
     const ids: string[] = [];
     for await (const listed of new FileMessageStore(dataDir).list()) ids.push(listed);
     expect(ids).toEqual([id]);
+  });
+});
+
+describe('DirSyncer (group fsync of a shard directory)', () => {
+  it('gives every caller an fsync that started after its call, sharing one queued fsync among the callers of a burst', async () => {
+    const started: { dir: string; done: () => void; fail: (e: Error) => void }[] = [];
+    const syncer = new DirSyncer(
+      (dir) =>
+        new Promise<void>((resolve, reject) => {
+          started.push({ dir, done: resolve, fail: reject });
+        }),
+    );
+    const first = syncer.sync('/a');
+    expect(started).toHaveLength(1);
+    // Two callers while the first fsync runs: neither may be served by it; both share the next one.
+    const second = syncer.sync('/a');
+    const third = syncer.sync('/a');
+    expect(second).toBe(third);
+    const other = syncer.sync('/b'); // another directory has its own fsync
+    expect(started.map((s) => s.dir)).toEqual(['/a', '/b']);
+    started[0]!.done();
+    await first;
+    await new Promise((r) => setImmediate(r));
+    expect(started.map((s) => s.dir)).toEqual(['/a', '/b', '/a']);
+    // A caller during the second fsync gets a third one; a failure reaches exactly the callers that shared it.
+    const fourth = syncer.sync('/a');
+    started[2]!.fail(new Error('EIO'));
+    await expect(second).rejects.toThrow('EIO');
+    await new Promise((r) => setImmediate(r));
+    expect(started).toHaveLength(4);
+    started[3]!.done();
+    await expect(fourth).resolves.toBeUndefined();
+    started[1]!.done();
+    await other;
   });
 });

@@ -317,6 +317,49 @@ export function describeMetaStoreContract(
       });
     });
 
+    describe('update (several patches in one transaction)', () => {
+      it('applies recipient patches in order and then the message patch', async () => {
+        const msg = newMessage();
+        await store.insertMessage(msg);
+        const [taro, hanako] = msg.recipients.map((r) => r.address);
+        clock += 1000;
+        await store.update(msg.id, {
+          recipients: [
+            { patch: { action: 'deliver', state: 'pending' } },
+            { addresses: [taro!], patch: { state: 'delivered', response: '250 2.0.0 Ok', countAttempt: true } },
+            { addresses: [hanako!], patch: { state: 'quarantined', action: 'quarantine', response: 'held' } },
+          ],
+          message: { state: 'delivering', verdict: { score: 1 } },
+        });
+        const rcpts = await store.getRecipients(msg.id);
+        expect(rcpts.map((r) => [r.address, r.state, r.action, r.response, r.attempts, r.updatedAt])).toEqual([
+          [taro, 'delivered', 'deliver', '250 2.0.0 Ok', 1, clock],
+          [hanako, 'quarantined', 'quarantine', 'held', 0, clock],
+        ]);
+        const m = await store.getMessage(msg.id);
+        expect([m?.state, m?.verdict, m?.updatedAt]).toEqual(['delivering', { score: 1 }, clock]);
+      });
+
+      it('changes nothing when one recipient is unknown, or the message is', async () => {
+        const msg = newMessage();
+        await store.insertMessage(msg);
+        const before = [await store.getMessage(msg.id), await store.getRecipients(msg.id)];
+        clock += 1000;
+        await expect(
+          store.update(msg.id, {
+            recipients: [
+              { addresses: [msg.recipients[0]!.address], patch: { state: 'delivered' } },
+              { addresses: ['nobody@city-a.example.lg.jp'], patch: { state: 'delivered' } },
+            ],
+            message: { state: 'done' },
+          }),
+        ).rejects.toMatchObject({ code: 'SEKISHO_ERR_META_NOT_FOUND' });
+        expect([await store.getMessage(msg.id), await store.getRecipients(msg.id)]).toEqual(before);
+        await expect(store.update('unknown00', { message: { state: 'done' } })).rejects.toMatchObject({ code: 'SEKISHO_ERR_META_NOT_FOUND' });
+        await expect(store.update('unknown00', {})).rejects.toMatchObject({ code: 'SEKISHO_ERR_META_NOT_FOUND' });
+      });
+    });
+
     describe('lists and counts', () => {
       it('listUnfinished returns received and delivering messages only, oldest first, in pages', async () => {
         const ids = await seed(['delivering', 'done', 'received', 'failed', 'received', 'rejected', 'delivering']);
