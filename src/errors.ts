@@ -13,6 +13,7 @@ export const errorCodes = {
   SEKISHO_ERR_META_NOT_FOUND: 'a message id has no metadata row',
   SEKISHO_ERR_META_DUPLICATE: 'a message id already has a metadata row',
   SEKISHO_ERR_META_SCHEMA: 'the metadata database has a newer schema than this Sekisho knows',
+  SEKISHO_ERR_META_UNAVAILABLE: 'a metadata write was refused: the store is closed or its writer thread stopped',
   SEKISHO_ERR_QUEUE_ENQUEUE: 'a job could not be added to Redis',
   SEKISHO_ERR_SMTP_SIZE: 'a message exceeded smtp.maxMessageBytes',
   SEKISHO_ERR_DELIVERY_ROUTE: 'a recipient has no route (no tenant owns its domain)',

@@ -7,13 +7,19 @@
  * MIGRATIONS[i] takes version i to i + 1, applied in one IMMEDIATE transaction so two processes starting
  * together migrate once. Keep the SQL portable: a PostgreSQL driver is meant to follow with the same schema.
  *
- * better-sqlite3 is synchronous; the methods are async only because the MetaStore interface is.
+ * better-sqlite3 is synchronous, and a commit (an fsync with FULL, or sleeping in the busy handler while the other
+ * process writes) would block the whole event loop: every SMTP session of the ingress stalled behind it. So the
+ * writes run on a worker thread with a connection of its own (sqlite-writer-thread.js, which owns their SQL and
+ * commits the writes queued meanwhile together, each in its own savepoint), and only the reads — short, never
+ * waiting for a lock in WAL mode — stay on this thread's connection. A write resolves once its transaction is
+ * committed, so a read made after it sees it.
  */
 import Database from 'better-sqlite3';
 import type { Statement } from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { SekishoError } from '../errors.ts';
+import { Worker } from 'node:worker_threads';
+import { errorCodes, SekishoError, type ErrorCode } from '../errors.ts';
 import {
   finalMessageStates,
   messageStates,
@@ -27,11 +33,13 @@ import {
   type RecipientPatch,
   type RecipientRecord,
 } from './meta-store.ts';
+import type { FromWriter, WireError, WireMessagePatch, WriteOp, WriterOptions } from './sqlite-writer-thread.js';
 
 /**
- * How long a statement waits for another process's write lock before failing with SQLITE_BUSY. Our write
- * transactions touch one message and last well under a millisecond plus one fsync, so only a stalled disk or
- * a stuck process holding the lock reaches this; the ingress then answers 451 rather than hang the session.
+ * How long a statement waits for another process's write lock before failing with SQLITE_BUSY. A write
+ * transaction (one batch of a writer thread, a few milliseconds at its largest) plus one fsync holds the lock, so
+ * only a stalled disk or a stuck process holding the lock reaches this; the write then rejects and the ingress
+ * answers 451 rather than hang the session. The wait happens on the writer thread, not on the event loop.
  */
 const BUSY_TIMEOUT_MS = 10_000;
 
@@ -83,16 +91,6 @@ const MESSAGE_COLUMNS = `id, origin, received_at AS receivedAt, mail_from AS mai
 const RECIPIENT_COLUMNS = `message_id AS messageId, address, tenant_id AS tenantId, state, action, attempts, response,
   next_attempt_at AS nextAttemptAt, delay_notice_sent AS delayNoticeSent, updated_at AS updatedAt`;
 
-/** Each nullable field is only written when its `set*` flag is 1, so one cached statement serves every patch. */
-const RECIPIENT_SET = `
-  state = CASE WHEN @setState THEN @state ELSE state END,
-  action = CASE WHEN @setAction THEN @action ELSE action END,
-  response = CASE WHEN @setResponse THEN @response ELSE response END,
-  next_attempt_at = CASE WHEN @setNextAttemptAt THEN @nextAttemptAt ELSE next_attempt_at END,
-  delay_notice_sent = CASE WHEN @setDelayNoticeSent THEN @delayNoticeSent ELSE delay_notice_sent END,
-  attempts = attempts + @addAttempt,
-  updated_at = @now`;
-
 const unfinishedStates = messageStates.filter((s) => !finalMessageStates.includes(s));
 
 type MessageRow = Omit<MessageRecord, 'verdict'> & { verdict: string | null };
@@ -101,7 +99,6 @@ interface Page {
   limit: number;
   offset: number;
 }
-type RecipientParams = Record<string, string | number | null>;
 
 function toMessage(row: MessageRow): MessageRecord {
   return { ...row, verdict: row.verdict === null ? null : JSON.parse(row.verdict) };
@@ -116,53 +113,53 @@ function page(opts: ListOptions): Page {
   return { limit: opts.limit ?? -1, offset: opts.offset ?? 0 };
 }
 
-function flag(set: boolean): number {
-  return set ? 1 : 0;
-}
-
 export interface SqliteMetaStoreOptions {
-  /** The clock for `updatedAt` (epoch ms); tests inject a fake one. */
+  /** The clock for `updatedAt` (epoch ms), read when a write is requested; tests inject a fake one. */
   now?: () => number;
   /**
    * 'full' (default): every commit is fsync'd before it returns — what the ingress needs before its 250.
    * 'normal': commits reach the WAL without an fsync each (WAL checkpoints still fsync); an application crash
    * loses nothing, a power cut may lose the last commits. The stage workers use it: their updates are
    * re-derivable (a lost "delivered" means one more delivery attempt, never a lost message), and an fsync per
-   * update blocks the event loop and capped a worker at a few hundred updates a second.
+   * commit made their writes wait for the disk.
    */
   synchronous?: 'full' | 'normal';
 }
 
-/**
- * Inserts that arrive while one is being written share its transaction (group commit): one fsync for all the
- * messages that finished DATA in the same event-loop turn. Bounds how many wait for one commit.
- */
-const MAX_INSERTS_PER_COMMIT = 256;
+/** Set by the class's static block, which alone reaches the private fields: see sqliteMetaStoreTestHooks. */
+let writerOf: (store: SqliteMetaStore) => Worker;
+let commitsOf: (store: SqliteMetaStore) => number;
+
+interface PendingWrite {
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
 
 export class SqliteMetaStore implements MetaStore {
   readonly #db: Database.Database;
   readonly #now: () => number;
   readonly #stmt: {
-    insertMessage: Statement<[Omit<NewMessage, 'recipients'> & { state: MessageState; updatedAt: number }]>;
-    insertRecipient: Statement<[Record<string, string | number>]>;
     getMessage: Statement<[string], MessageRow>;
     getRecipients: Statement<[string], RecipientRow>;
-    messageExists: Statement<[string], { one: number }>;
-    updateMessage: Statement<[Record<string, unknown>]>;
-    updateAllRecipients: Statement<[RecipientParams]>;
-    updateOneRecipient: Statement<[RecipientParams]>;
     listUnfinished: Statement<[...string[], Page], MessageRow>;
     listByState: Statement<[{ state: MessageState } & Page], MessageRow>;
     countByState: Statement<[], { state: MessageState; n: number }>;
-    deleteMessage: Statement<[string]>;
   };
-  readonly #insert: (msg: NewMessage) => void;
-  readonly #insertMany: (msgs: NewMessage[]) => void;
-  #pending: { msg: NewMessage; resolve: () => void; reject: (err: unknown) => void }[] = [];
-  readonly #updateRecipients: (id: string, addresses: ReadonlySet<string> | undefined, params: RecipientParams) => void;
-  readonly #update: (id: string, change: MessageChange) => void;
+  readonly #writer: Worker;
+  readonly #writerExited: Promise<void>;
+  /** Writes posted to the thread and not answered yet, by request id. */
+  readonly #pending = new Map<number, PendingWrite>();
+  #lastRequestId = 0;
+  #commits = 0;
+  #closing: Promise<void> | undefined;
+  /** Why writes are refused: set by close() or when the writer thread stopped. */
+  #refusal: string | undefined;
+  #writerError: Error | undefined;
 
-  /** Opens (creating it and its directory if needed) and migrates the database at `file`. */
+  /**
+   * Opens (creating it and its directory if needed) and migrates the database at `file`, then starts the writer
+   * thread. The thread does not keep the process alive while no write is pending; close() ends it.
+   */
   constructor(file: string, opts: SqliteMetaStoreOptions = {}) {
     this.#now = opts.now ?? Date.now;
     mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
@@ -170,8 +167,8 @@ export class SqliteMetaStore implements MetaStore {
     this.#db = db;
     try {
       db.pragma('journal_mode = WAL');
-      db.pragma(`synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
-      db.pragma('foreign_keys = ON');
+      // This connection writes only the migrations; they must survive a power cut like any commit.
+      db.pragma('synchronous = FULL');
       db.transaction(() => migrate(db, file)).immediate();
     } catch (err) {
       db.close();
@@ -179,109 +176,39 @@ export class SqliteMetaStore implements MetaStore {
     }
 
     this.#stmt = {
-      insertMessage: db.prepare(`INSERT INTO messages (id, origin, received_at, mail_from, client_ip, helo, tls, size, sha256,
-          header_message_id, subject, state, updated_at)
-        VALUES (@id, @origin, @receivedAt, @mailFrom, @clientIp, @helo, @tls, @size, @sha256,
-          @headerMessageId, @subject, @state, @updatedAt)`),
-      // A client may give the same RCPT TO twice; it is one recipient.
-      insertRecipient: db.prepare(`INSERT INTO recipients (message_id, address, seq, tenant_id, state, updated_at)
-        VALUES (@messageId, @address, @seq, @tenantId, 'pending', @updatedAt)
-        ON CONFLICT (message_id, address) DO NOTHING`),
       getMessage: db.prepare(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = ?`),
       getRecipients: db.prepare(`SELECT ${RECIPIENT_COLUMNS} FROM recipients WHERE message_id = ? ORDER BY seq`),
-      messageExists: db.prepare('SELECT 1 AS one FROM messages WHERE id = ?'),
-      updateMessage: db.prepare(`UPDATE messages SET
-          state = CASE WHEN @setState THEN @state ELSE state END,
-          verdict = CASE WHEN @setVerdict THEN @verdict ELSE verdict END,
-          last_error = CASE WHEN @setLastError THEN @lastError ELSE last_error END,
-          attempts = attempts + @addAttempt,
-          updated_at = @now
-        WHERE id = @id`),
-      updateAllRecipients: db.prepare(`UPDATE recipients SET ${RECIPIENT_SET} WHERE message_id = @id`),
-      updateOneRecipient: db.prepare(`UPDATE recipients SET ${RECIPIENT_SET} WHERE message_id = @id AND address = @address`),
       listUnfinished: db.prepare(`SELECT ${MESSAGE_COLUMNS} FROM messages
         WHERE state IN (${unfinishedStates.map(() => '?').join(', ')})
         ORDER BY received_at, id LIMIT @limit OFFSET @offset`),
       listByState: db.prepare(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE state = @state
         ORDER BY received_at DESC, id DESC LIMIT @limit OFFSET @offset`),
       countByState: db.prepare('SELECT state, COUNT(*) AS n FROM messages GROUP BY state'),
-      deleteMessage: db.prepare('DELETE FROM messages WHERE id = ?'),
     };
 
-    const insertOne = (msg: NewMessage) => {
-      const updatedAt = this.#now();
-      const { recipients, ...fields } = msg;
-      this.#stmt.insertMessage.run({ ...fields, state: 'received', updatedAt });
-      recipients.forEach((r, seq) =>
-        this.#stmt.insertRecipient.run({ messageId: msg.id, address: r.address, seq, tenantId: r.tenantId, updatedAt }),
-      );
+    const workerData: WriterOptions = {
+      file: path.resolve(file),
+      synchronous: opts.synchronous ?? 'full',
+      busyTimeoutMs: BUSY_TIMEOUT_MS,
     };
-    this.#insert = db.transaction(insertOne).immediate;
-    this.#insertMany = db.transaction((msgs: NewMessage[]) => msgs.forEach(insertOne)).immediate;
-
-    const updateRecipients = (id: string, addresses: ReadonlySet<string> | undefined, params: RecipientParams) => {
-      if (!this.#stmt.messageExists.get(id)) throw notFound(id);
-      if (addresses === undefined) {
-        this.#stmt.updateAllRecipients.run(params);
-        return;
-      }
-      for (const address of addresses) {
-        // Throwing rolls back the recipients already updated: a patch applies to all named or to none.
-        if (this.#stmt.updateOneRecipient.run({ ...params, address }).changes === 0) {
-          throw new SekishoError('SEKISHO_ERR_META_NOT_FOUND', `message ${id} has no recipient ${address}`);
-        }
-      }
-    };
-    this.#updateRecipients = db.transaction(updateRecipients).immediate;
-    this.#update = db.transaction((id: string, change: MessageChange) => {
-      for (const r of change.recipients ?? []) updateRecipients(id, r.addresses && new Set(r.addresses), this.#recipientParams(id, r.patch));
-      if (change.message) this.#updateMessageRow(id, change.message);
-      else if (!this.#stmt.messageExists.get(id)) throw notFound(id);
-    }).immediate;
+    // execArgv: [] — the thread is plain JavaScript and needs none of the parent's loaders (tsx, vitest's).
+    this.#writer = new Worker(new URL('./sqlite-writer-thread.js', import.meta.url), {
+      workerData,
+      execArgv: [],
+      name: 'sekisho-meta-writer',
+    });
+    this.#writer.on('message', (m: FromWriter) => this.#settle(m));
+    // Listening keeps an uncaught error of the thread from crashing this process or reaching the console.
+    this.#writer.on('error', (err) => (this.#writerError ??= err));
+    this.#writerExited = new Promise((resolve) =>
+      this.#writer.once('exit', (code: number) => resolve(this.#writerStopped(code))),
+    );
+    // After the listeners: adding a 'message' listener references the thread's port again.
+    this.#writer.unref();
   }
 
   insertMessage(msg: NewMessage): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#pending.push({ msg, resolve, reject });
-      if (this.#pending.length === 1) setImmediate(() => this.#flushInserts());
-    });
-  }
-
-  #insertAlone(msg: NewMessage): void {
-    try {
-      this.#insert(msg);
-    } catch (err) {
-      // Recipients never conflict (ON CONFLICT DO NOTHING): a primary-key violation is the message id.
-      if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
-        throw new SekishoError('SEKISHO_ERR_META_DUPLICATE', `message ${msg.id} already exists`, { cause: err });
-      }
-      throw err;
-    }
-  }
-
-  /** Commits every queued insert in one transaction; if that fails, each alone, so an error names its message. */
-  #flushInserts(): void {
-    while (this.#pending.length) {
-      const batch = this.#pending.splice(0, MAX_INSERTS_PER_COMMIT);
-      try {
-        if (batch.length === 1) this.#insertAlone(batch[0]!.msg);
-        else this.#insertMany(batch.map((p) => p.msg));
-        batch.forEach((p) => p.resolve());
-      } catch (batchErr) {
-        if (batch.length === 1) {
-          batch[0]!.reject(batchErr);
-          continue;
-        }
-        for (const p of batch) {
-          try {
-            this.#insertAlone(p.msg);
-            p.resolve();
-          } catch (err) {
-            p.reject(err);
-          }
-        }
-      }
-    }
+    return this.#write({ op: 'insert', msg, now: this.#now() });
   }
 
   async getMessage(id: string): Promise<MessageRecord | undefined> {
@@ -293,50 +220,24 @@ export class SqliteMetaStore implements MetaStore {
     return this.#stmt.getRecipients.all(id).map(toRecipient);
   }
 
-  async updateMessage(id: string, patch: MessagePatch): Promise<void> {
-    this.#updateMessageRow(id, patch);
-  }
-
-  #updateMessageRow(id: string, patch: MessagePatch): void {
-    const { changes } = this.#stmt.updateMessage.run({
-      id,
-      setState: flag(patch.state !== undefined),
-      state: patch.state ?? null,
-      setVerdict: flag(patch.verdict !== undefined),
-      verdict: patch.verdict === undefined || patch.verdict === null ? null : JSON.stringify(patch.verdict),
-      setLastError: flag(patch.lastError !== undefined),
-      lastError: patch.lastError ?? null,
-      addAttempt: flag(patch.countAttempt === true),
-      now: this.#now(),
-    });
-    if (changes === 0) throw notFound(id);
+  updateMessage(id: string, patch: MessagePatch): Promise<void> {
+    return this.update(id, { message: patch });
   }
 
   /** Rejects with SEKISHO_ERR_META_NOT_FOUND, changing nothing, if the message or a named recipient is missing. */
-  async updateRecipients(id: string, addresses: readonly string[] | undefined, patch: RecipientPatch): Promise<void> {
-    this.#updateRecipients(id, addresses && new Set(addresses), this.#recipientParams(id, patch));
+  updateRecipients(id: string, addresses: readonly string[] | undefined, patch: RecipientPatch): Promise<void> {
+    return this.update(id, { recipients: [addresses === undefined ? { patch } : { addresses, patch }] });
   }
 
   async update(id: string, change: MessageChange): Promise<void> {
-    this.#update(id, change);
-  }
-
-  #recipientParams(id: string, patch: RecipientPatch): RecipientParams {
-    return {
-      id,
-      setState: flag(patch.state !== undefined),
-      state: patch.state ?? null,
-      setAction: flag(patch.action !== undefined),
-      action: patch.action ?? null,
-      setResponse: flag(patch.response !== undefined),
-      response: patch.response ?? null,
-      setNextAttemptAt: flag(patch.nextAttemptAt !== undefined),
-      nextAttemptAt: patch.nextAttemptAt ?? null,
-      setDelayNoticeSent: flag(patch.delayNoticeSent !== undefined),
-      delayNoticeSent: flag(patch.delayNoticeSent === true),
-      addAttempt: flag(patch.countAttempt === true),
-      now: this.#now(),
-    };
+    const now = this.#now();
+    return this.#write({
+      op: 'update',
+      messageId: id,
+      ...(change.message && { message: wirePatch(change.message) }),
+      recipients: change.recipients ?? [],
+      now,
+    });
   }
 
   async listUnfinished(opts: ListOptions = {}): Promise<MessageRecord[]> {
@@ -354,18 +255,94 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   /** Deletes the message and (by cascade) its recipients; no error when the id is unknown. */
-  async deleteMessage(id: string): Promise<void> {
-    this.#stmt.deleteMessage.run(id);
+  deleteMessage(id: string): Promise<void> {
+    return this.#write({ op: 'delete', messageId: id });
   }
 
-  async close(): Promise<void> {
-    this.#flushInserts();
+  /** Commits the writes already requested, ends the writer thread, closes the database. Later writes reject. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#refusal ??= 'the metadata store is closed';
+    // The thread writes what was posted before `close` (one port, in order), then ends; a thread that stopped
+    // already ignores the message.
+    this.#writer.ref();
+    this.#writer.postMessage({ op: 'close' });
+    await this.#writerExited;
     this.#db.close();
+  }
+
+  /** Posts one write to the thread; it settles when the thread answers, or when the thread stops. */
+  #write(op: WriteOp): Promise<void> {
+    if (this.#refusal !== undefined) {
+      return Promise.reject(new SekishoError('SEKISHO_ERR_META_UNAVAILABLE', this.#refusal));
+    }
+    const id = ++this.#lastRequestId;
+    return new Promise((resolve, reject) => {
+      // Throws (rejecting this promise, registering nothing) when the request cannot be cloned.
+      this.#writer.postMessage({ ...op, id });
+      // Referenced while a write is pending: the process must not exit before the answer.
+      if (this.#pending.size === 0) this.#writer.ref();
+      this.#pending.set(id, { resolve, reject });
+    });
+  }
+
+  #settle(batch: FromWriter): void {
+    if (batch.committed) this.#commits++;
+    for (const { id, error } of batch.results) {
+      const p = this.#pending.get(id);
+      if (!p) continue;
+      this.#pending.delete(id);
+      if (error) p.reject(fromWire(error));
+      else p.resolve();
+    }
+    // While closing, stay referenced until the thread has ended: close() must get to close the database.
+    if (this.#pending.size === 0 && this.#closing === undefined) this.#writer.unref();
+  }
+
+  /** The thread ended (close(), a crash, terminate()): pending writes reject, and every later one. */
+  #writerStopped(code: number): void {
+    const cause = this.#writerError;
+    const why = `the metadata writer thread stopped (exit code ${code}${cause ? `: ${cause.message}` : ''})`;
+    this.#refusal ??= why;
+    for (const p of this.#pending.values()) {
+      const message = `${why} before it confirmed this write, which may or may not be committed`;
+      p.reject(new SekishoError('SEKISHO_ERR_META_UNAVAILABLE', message, { cause }));
+    }
+    this.#pending.clear();
+  }
+
+  static {
+    writerOf = (store) => store.#writer;
+    commitsOf = (store) => store.#commits;
   }
 }
 
-function notFound(id: string): SekishoError {
-  return new SekishoError('SEKISHO_ERR_META_NOT_FOUND', `no message ${id}`);
+/** For tests only: the writer thread's count of committed batches, and a way to kill the thread. */
+export const sqliteMetaStoreTestHooks = {
+  commits: (store: SqliteMetaStore): number => commitsOf(store),
+  terminateWriter: async (store: SqliteMetaStore): Promise<void> => {
+    await writerOf(store).terminate();
+  },
+};
+
+/** The verdict goes as JSON text: JSON's rules apply, and one that cannot be serialised fails here, in the caller. */
+function wirePatch({ verdict, ...rest }: MessagePatch): WireMessagePatch {
+  return verdict === undefined ? rest : { ...rest, verdict: verdict === null ? null : JSON.stringify(verdict) };
+}
+
+/** Rebuilds an error the writer thread sent: a SekishoError when its code is in the catalogue (src/errors.ts). */
+function fromWire(wire: WireError): Error {
+  const cause = wire.cause && fromWire(wire.cause);
+  if (wire.code !== undefined && Object.hasOwn(errorCodes, wire.code)) {
+    return new SekishoError(wire.code as ErrorCode, wire.message, { cause });
+  }
+  const err = new Error(wire.message, { cause });
+  err.name = wire.name;
+  return wire.code === undefined ? err : Object.assign(err, { code: wire.code });
 }
 
 /** Brings the schema to MIGRATIONS.length; run inside an IMMEDIATE transaction. */

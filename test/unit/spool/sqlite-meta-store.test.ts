@@ -1,19 +1,46 @@
 /**
  * SqliteMetaStore: the MetaStore contract, plus what only the SQLite driver can get wrong: the database file
  * (WAL, schema version), sharing it between store instances and between processes (the ingress and the worker
- * are separate processes), durability across reopening, and refusing a schema newer than the code.
+ * are separate processes), durability across reopening, refusing a schema newer than the code, and its writer
+ * thread: group commit with one savepoint per write, a batch rolled back as a whole, the clock read at the request,
+ * closing, a thread that dies, and a process that forgets close().
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SqliteMetaStore } from '../../../src/spool/sqlite-meta-store.ts';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { SekishoError } from '../../../src/errors.ts';
+import {
+  SqliteMetaStore,
+  sqliteMetaStoreTestHooks,
+  type SqliteMetaStoreOptions,
+} from '../../../src/spool/sqlite-meta-store.ts';
 import { describeMetaStoreContract, newMessage } from './meta-store.contract.ts';
 
 function tempDir(): string {
   return mkdtempSync(path.join(os.tmpdir(), 'sekisho-meta-'));
+}
+
+const REPO = path.resolve(import.meta.dirname, '../../..');
+
+/**
+ * Runs an ES module with node and tsx, as bin/sekisho.js runs Sekisho; resolves when the process has exited. The
+ * test's signal kills it if the test times out (a process that never exits is what some tests look for).
+ */
+function runNode(code: string, signal: AbortSignal): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+    cwd: REPO,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    signal,
+  });
+  child.on('error', () => undefined); // the abort; the test has failed already
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => child.on('close', (exitCode) => resolve({ code: exitCode, stdout, stderr })));
 }
 
 describeMetaStoreContract('SqliteMetaStore', async ({ now }) => {
@@ -28,8 +55,8 @@ describe('SqliteMetaStore', () => {
   let dir: string;
   let file: string;
   const open: SqliteMetaStore[] = [];
-  function openStore(): SqliteMetaStore {
-    const store = new SqliteMetaStore(file);
+  function openStore(opts?: SqliteMetaStoreOptions): SqliteMetaStore {
+    const store = new SqliteMetaStore(file, opts);
     open.push(store);
     return store;
   }
@@ -43,27 +70,210 @@ describe('SqliteMetaStore', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-
-  it('commits inserts of one event-loop turn together, and a duplicate id fails alone (group commit)', async () => {
+  it('commits 500 concurrent writes, inserts and updates mixed, in a few transactions; a failing one fails alone', async () => {
     const store = openStore();
-    const dup = newMessage();
-    await store.insertMessage(dup);
-    const fresh = Array.from({ length: 20 }, () => newMessage());
-    const results = await Promise.allSettled([...fresh.slice(0, 10), dup, ...fresh.slice(10)].map((m) => store.insertMessage(m)));
-    expect(results.filter((r) => r.status === 'rejected')).toHaveLength(1);
-    expect((results[10] as PromiseRejectedResult).reason).toMatchObject({ code: 'SEKISHO_ERR_META_DUPLICATE' });
-    for (const m of fresh) expect(await store.getMessage(m.id)).toBeDefined();
-    expect((await store.countByState()).received).toBe(21);
+    const older = Array.from({ length: 200 }, () => newMessage());
+    await Promise.all(older.map((m) => store.insertMessage(m)));
+    const fresh = Array.from({ length: 167 }, () => newMessage());
+    const delivered = { recipients: [{ patch: { state: 'delivered' as const } }], message: { state: 'done' as const } };
+    // Per three: insert a message, then update it (same batch: requests are written in order), update an older one.
+    const writes = Array.from({ length: 500 }, (_, i) => {
+      const k = Math.floor(i / 3);
+      const m = fresh[k]!;
+      if (i % 3 === 0) return { what: 'insert', write: () => store.insertMessage(m) };
+      if (i % 3 === 1) {
+        return { what: 'update fresh', write: () => store.updateRecipients(m.id, undefined, { state: 'deferred', nextAttemptAt: k }) };
+      }
+      return { what: 'update older', write: () => store.update(older[k]!.id, delivered) };
+    });
+    const nobody = 'nobody@city-a.example.lg.jp';
+    writes[251] = { what: 'duplicate', write: () => store.insertMessage(older[199]!) };
+    writes[302] = { what: 'no such recipient', write: () => store.updateRecipients(older[198]!.id, [nobody], { state: 'bounced' }) };
+    const commitsBefore = sqliteMetaStoreTestHooks.commits(store);
+
+    // Another connection holds the write lock while the 500 requests are made, so none of them can be committed
+    // before all are queued: whatever the thread took first waits in BEGIN IMMEDIATE, the rest form the next batches.
+    const lock = new Database(file);
+    lock.exec('BEGIN IMMEDIATE');
+    const settled = Promise.allSettled(writes.map((w) => w.write()));
+    lock.exec('COMMIT');
+    lock.close();
+    const results = await settled;
+
+    const failed = results.flatMap((r, i) => {
+      if (r.status === 'fulfilled') return [];
+      const { code, message } = r.reason as SekishoError;
+      return [[i, writes[i]!.what, code, message]];
+    });
+    expect(failed).toEqual([
+      [251, 'duplicate', 'SEKISHO_ERR_META_DUPLICATE', `message ${older[199]!.id} already exists`],
+      [302, 'no such recipient', 'SEKISHO_ERR_META_NOT_FOUND', `message ${older[198]!.id} has no recipient ${nobody}`],
+    ]);
+    // At most MAX_WRITES_PER_COMMIT (256) per transaction, so at least 2; one per request without group commit.
+    const commits = sqliteMetaStoreTestHooks.commits(store) - commitsBefore;
+    expect(commits).toBeGreaterThanOrEqual(2);
+    expect(commits).toBeLessThanOrEqual(3);
+
+    for (const [k, m] of fresh.entries()) {
+      const recipients = await store.getRecipients(m.id);
+      expect(recipients.map((r) => [r.state, r.nextAttemptAt])).toEqual([['deferred', k], ['deferred', k]]);
+    }
+    expect(await store.getMessage(older[199]!.id)).toMatchObject({ state: 'received', updatedAt: expect.any(Number) });
+    expect(await store.getRecipients(older[198]!.id)).toMatchObject([{ state: 'pending' }, { state: 'pending' }]);
+    expect(await store.countByState()).toMatchObject({ received: 200 - 164 + 167, done: 164 });
   });
 
-  it('flushes queued inserts before it closes', async () => {
+  it('rejects every write of a batch that SQLite rolls back as a whole (failed COMMIT, ROLLBACK), resolving none', async () => {
+    const store = openStore();
+    await store.insertMessage(newMessage());
+    // Poison the schema of this test's file: a deferred foreign key fails at COMMIT only; RAISE(ROLLBACK) ends the
+    // whole transaction in the middle of a request, taking the requests before it with it.
+    const raw = new Database(file);
+    raw.exec(`
+      CREATE TABLE poison_parent (id TEXT PRIMARY KEY);
+      CREATE TABLE poison (ref TEXT REFERENCES poison_parent (id) DEFERRABLE INITIALLY DEFERRED);
+      CREATE TRIGGER fail_commit AFTER INSERT ON messages WHEN NEW.subject = 'fail commit'
+        BEGIN INSERT INTO poison VALUES ('missing'); END;
+      CREATE TRIGGER roll_back AFTER INSERT ON messages WHEN NEW.subject = 'roll back'
+        BEGIN SELECT RAISE(ROLLBACK, 'rolled back by a trigger'); END;
+    `);
+    for (const [subject, error] of [
+      ['fail commit', { name: 'SqliteError', code: 'SQLITE_CONSTRAINT_FOREIGNKEY', message: 'FOREIGN KEY constraint failed' }],
+      ['roll back', { name: 'SqliteError', code: 'SQLITE_CONSTRAINT_TRIGGER', message: 'rolled back by a trigger' }],
+    ] as const) {
+      const msgs = Array.from({ length: 20 }, (_, i) => newMessage(i === 10 ? { subject } : {}));
+      raw.exec('BEGIN IMMEDIATE');
+      const settled = Promise.allSettled(msgs.map((m) => store.insertMessage(m)));
+      raw.exec('COMMIT');
+      const results = await settled;
+      // The requests are split into batches in order: the poisoned one's batch is a run of requests around it.
+      const rejected = results.flatMap((r, i) => (r.status === 'rejected' ? [i] : []));
+      expect(rejected).toContain(10);
+      expect(rejected.length).toBeGreaterThan(1);
+      expect(rejected).toEqual(Array.from({ length: rejected.length }, (_, j) => rejected[0]! + j));
+      for (const [i, r] of results.entries()) {
+        if (r.status === 'rejected') expect(r.reason).toMatchObject(error);
+        expect(await store.getMessage(msgs[i]!.id), `message ${i}`).toEqual(r.status === 'rejected' ? undefined : expect.anything());
+      }
+    }
+    raw.close();
+  });
+
+  it('stamps a write with the clock read when it was requested, not when it was committed', async () => {
+    let clock = 1_000;
+    const store = openStore({ now: () => clock });
+    const msg = newMessage();
+    const inserted = store.insertMessage(msg);
+    clock = 2_000;
+    const updated = store.updateMessage(msg.id, { state: 'delivering' });
+    clock = 3_000;
+    await Promise.all([inserted, updated]);
+    expect((await store.getMessage(msg.id))?.updatedAt).toBe(2_000);
+    expect((await store.getRecipients(msg.id)).map((r) => r.updatedAt)).toEqual([1_000, 1_000]);
+  });
+
+  it('shows a write to a read made right after the write resolved', async () => {
+    const store = openStore();
+    const other = openStore();
+    await Promise.all(
+      Array.from({ length: 100 }, async () => {
+        const msg = newMessage();
+        await store.insertMessage(msg);
+        expect(await store.getMessage(msg.id)).toMatchObject({ state: 'received' });
+        await store.update(msg.id, { recipients: [{ patch: { state: 'delivered' } }], message: { state: 'done' } });
+        expect(await store.getMessage(msg.id)).toMatchObject({ state: 'done' });
+        expect(await other.getRecipients(msg.id)).toMatchObject([{ state: 'delivered' }, { state: 'delivered' }]);
+        await store.deleteMessage(msg.id);
+        expect(await other.getMessage(msg.id)).toBeUndefined();
+      }),
+    );
+  });
+
+  it('takes concurrent writes of two instances on one file, FULL and NORMAL (ingress, worker), without SQLITE_BUSY', async () => {
+    const ingress = openStore({ synchronous: 'full' });
+    const worker = openStore({ synchronous: 'normal' });
+    const queued = Array.from({ length: 300 }, () => newMessage());
+    await Promise.all(queued.map((m) => ingress.insertMessage(m)));
+    const arriving = Array.from({ length: 300 }, () => newMessage());
+    await Promise.all([
+      ...arriving.map((m) => ingress.insertMessage(m)),
+      ...queued.map((m) => worker.update(m.id, { recipients: [{ patch: { state: 'delivered', countAttempt: true } }] })),
+    ]);
+    expect((await worker.countByState()).received).toBe(600);
+    for (const m of queued) {
+      expect((await ingress.getRecipients(m.id)).map((r) => [r.state, r.attempts])).toEqual([['delivered', 1], ['delivered', 1]]);
+    }
+  });
+
+  it('flushes queued writes before it closes, and refuses writes after (SEKISHO_ERR_META_UNAVAILABLE)', async () => {
     const store = new SqliteMetaStore(file);
-    const m = newMessage();
-    const inserted = store.insertMessage(m);
-    await store.close();
-    await inserted;
+    const a = newMessage();
+    const b = newMessage();
+    const writes = [
+      store.insertMessage(a),
+      store.insertMessage(b),
+      store.updateMessage(a.id, { state: 'delivering' }),
+      store.deleteMessage(b.id),
+    ];
+    const closed = store.close();
+    const refused = { code: 'SEKISHO_ERR_META_UNAVAILABLE', message: 'the metadata store is closed' };
+    await expect(store.insertMessage(newMessage())).rejects.toMatchObject(refused);
+    await closed;
+    await Promise.all(writes);
+    await expect(store.close()).resolves.toBeUndefined();
+    await expect(store.updateMessage(a.id, { state: 'done' })).rejects.toMatchObject(refused);
+    await expect(store.updateRecipients(a.id, undefined, { state: 'delivered' })).rejects.toMatchObject(refused);
+    await expect(store.update(a.id, {})).rejects.toMatchObject(refused);
+    await expect(store.deleteMessage(a.id)).rejects.toMatchObject(refused);
     const again = openStore();
-    expect(await again.getMessage(m.id)).toBeDefined();
+    expect(await again.getMessage(a.id)).toMatchObject({ state: 'delivering' });
+    expect(await again.getMessage(b.id)).toBeUndefined();
+  });
+
+  it('rejects pending and later writes when the writer thread dies, never hanging, logging nothing', async () => {
+    const stderr = vi.spyOn(process.stderr, 'write');
+    const consoleError = vi.spyOn(console, 'error');
+    const store = openStore();
+    await store.insertMessage(newMessage());
+    const msgs = Array.from({ length: 50 }, () => newMessage());
+    // The write lock held elsewhere keeps the thread from committing any of them before it is killed.
+    const lock = new Database(file);
+    lock.exec('BEGIN IMMEDIATE');
+    const writes = Promise.allSettled(msgs.map((m) => store.insertMessage(m)));
+    const terminated = sqliteMetaStoreTestHooks.terminateWriter(store);
+    lock.exec('COMMIT');
+    lock.close();
+    await terminated;
+    const stoppedBefore = /^the metadata writer thread stopped \(exit code 1\) before it confirmed this write/;
+    expect(await writes).toEqual(
+      msgs.map(() => ({
+        status: 'rejected',
+        reason: expect.objectContaining({ code: 'SEKISHO_ERR_META_UNAVAILABLE', message: expect.stringMatching(stoppedBefore) }),
+      })),
+    );
+    await expect(store.updateMessage(msgs[0]!.id, { state: 'done' })).rejects.toMatchObject({
+      code: 'SEKISHO_ERR_META_UNAVAILABLE',
+      message: 'the metadata writer thread stopped (exit code 1)',
+    });
+    expect((await store.countByState()).received).toBe(1);
+    await store.close();
+    expect(stderr).not.toHaveBeenCalled();
+    expect(consoleError).not.toHaveBeenCalled();
+  });
+
+  it('lets a process that never closes the store exit once its writes are answered, and not before', async ({ signal }) => {
+    const msg = newMessage();
+    const moduleUrl = new URL('../../../src/spool/sqlite-meta-store.ts', import.meta.url).href;
+    // No await and nothing else pending: only the writer thread's reference keeps the process up until the answer.
+    const childCode = `
+      import { SqliteMetaStore } from ${JSON.stringify(moduleUrl)};
+      new SqliteMetaStore(${JSON.stringify(file)}); // never written to
+      const store = new SqliteMetaStore(${JSON.stringify(file)});
+      store.insertMessage(${JSON.stringify(msg)}).then(() => process.stdout.write('inserted\\n'));
+    `;
+    const { code, stdout, stderr } = await runNode(childCode, signal);
+    expect({ code, stdout, stderr }).toEqual({ code: 0, stdout: 'inserted\n', stderr: '' });
+    expect(await openStore().getMessage(msg.id)).toBeDefined();
   });
 
   it('creates the parent directory and a WAL database at the current schema version', async () => {
