@@ -33,7 +33,7 @@ import {
   type RecipientPatch,
   type RecipientRecord,
 } from './meta-store.ts';
-import type { FromWriter, WireError, WireMessagePatch, WriteOp, WriterOptions } from './sqlite-writer-thread.js';
+import type { FromWriter, WireError, WireMessagePatch, WriteOp, WriteRequest, WriterOptions } from './sqlite-writer-thread.js';
 
 /**
  * How long a statement waits for another process's write lock before failing with SQLITE_BUSY. A write
@@ -149,6 +149,7 @@ export class SqliteMetaStore implements MetaStore {
   readonly #writerExited: Promise<void>;
   /** Writes posted to the thread and not answered yet, by request id. */
   readonly #pending = new Map<number, PendingWrite>();
+  readonly #outbox: WriteRequest[] = [];
   #lastRequestId = 0;
   #commits = 0;
   #closing: Promise<void> | undefined;
@@ -270,6 +271,7 @@ export class SqliteMetaStore implements MetaStore {
     // The thread writes what was posted before `close` (one port, in order), then ends; a thread that stopped
     // already ignores the message.
     this.#writer.ref();
+    this.#postOutbox();
     this.#writer.postMessage({ op: 'close' });
     await this.#writerExited;
     this.#db.close();
@@ -282,12 +284,32 @@ export class SqliteMetaStore implements MetaStore {
     }
     const id = ++this.#lastRequestId;
     return new Promise((resolve, reject) => {
-      // Throws (rejecting this promise, registering nothing) when the request cannot be cloned.
-      this.#writer.postMessage({ ...op, id });
       // Referenced while a write is pending: the process must not exit before the answer.
       if (this.#pending.size === 0) this.#writer.ref();
       this.#pending.set(id, { resolve, reject });
+      // The writes of one turn of the event loop go to the thread in one message: a postMessage (clone and
+      // wake-up) costs tens of microseconds, and the pipeline makes several writes per message.
+      this.#outbox.push({ ...op, id });
+      if (this.#outbox.length === 1) setImmediate(() => this.#postOutbox());
     });
+  }
+
+  #postOutbox(): void {
+    const batch = this.#outbox.splice(0);
+    if (!batch.length) return;
+    try {
+      this.#writer.postMessage(batch);
+    } catch {
+      // One request cannot be cloned: send them one by one, so that only that one fails.
+      for (const req of batch) {
+        try {
+          this.#writer.postMessage([req]);
+        } catch (err) {
+          this.#pending.get(req.id)?.reject(err as Error);
+          this.#pending.delete(req.id);
+        }
+      }
+    }
   }
 
   #settle(batch: FromWriter): void {

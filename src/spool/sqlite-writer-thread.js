@@ -32,7 +32,7 @@ import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_thread
  *   | { op: 'delete', messageId: string }} WriteOp
  *   What to write; `now` is the caller's clock, read when the write was requested.
  * @typedef {WriteOp & { id: number }} WriteRequest
- * @typedef {WriteRequest | { op: 'close' }} ToWriter
+ * @typedef {WriteRequest[] | { op: 'close' }} ToWriter
  *   `close`: write what came before it, close the connection, end the thread.
  * @typedef {{ name: string, message: string, code?: string, cause?: WireError }} WireError
  * @typedef {{ id: number, error?: WireError }} WriteResult
@@ -270,8 +270,9 @@ function nextQueued() {
 }
 
 /**
- * Runs when a request arrives on an idle thread, and then takes, synchronously, every request that queued up
- * meanwhile: while one batch is being committed the next one collects in the port.
+ * Runs when requests arrive on an idle thread (the store posts the writes of one event-loop turn as one array),
+ * and then takes, synchronously, every request that queued up meanwhile: while one batch is being committed the
+ * next one collects in the port.
  * @param {ToWriter} first
  */
 function onRequest(first) {
@@ -282,15 +283,17 @@ function onRequest(first) {
     batch = [];
   };
   for (let next = /** @type {ToWriter | undefined} */ (first); next !== undefined; next = nextQueued()) {
-    if (next.op === 'close') {
+    if (!Array.isArray(next)) {
       flush();
       writer.close();
       // With no listener left the port lets the thread end; the results posted above still reach the store.
       port.off('message', onRequest);
       return;
     }
-    batch.push(next);
-    if (batch.length === MAX_WRITES_PER_COMMIT) flush();
+    for (const req of next) {
+      batch.push(req);
+      if (batch.length === MAX_WRITES_PER_COMMIT) flush();
+    }
   }
   flush();
 }
