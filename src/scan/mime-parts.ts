@@ -40,6 +40,7 @@ export interface MimePart {
   charset: string | null;
   /** Decoded file name (RFC 2047/2231), null when none. */
   filename: string | null;
+  /** Lower-case Content-Disposition value as written ("attachment", "inline"), null when none. */
   disposition: string | null;
   /** Lower-case Content-Transfer-Encoding as written ('' when absent). */
   transferEncoding: string;

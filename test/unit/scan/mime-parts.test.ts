@@ -3,9 +3,10 @@
  * leaves with their decoded names, attached messages descended into, structure defects noted, and every limit
  * (parts, depth, header size) holding by result.
  */
+import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { MAX_DEPTH, MAX_EMBEDDED_DEPTH, MAX_HEAD_BYTES, MAX_PARTS, parseMessage, type ParsedMessage } from '../../../src/scan/mime-parts.ts';
-import { fixture } from '../../helpers/check-context.ts';
+import { FIXTURES_DIR, fixture } from '../../helpers/check-context.ts';
 
 const HEAD = [
   'From: sender@example.com',
@@ -90,6 +91,25 @@ describe('decoding', () => {
     expect(iso2022jp.decode(p.parts[0]!.content)).toMatch(/^総務課 御中\r\n\r\n来週の打ち合わせの資料をお送りします。/);
     expect(p.parts[1]).toMatchObject({ contentType: 'application/pdf', filename: '打ち合わせ資料.pdf' });
     expect(p.parts[1]!.content.subarray(0, 8).toString('latin1')).toBe('%PDF-1.4');
+  });
+
+  it.each([
+    ...readdirSync(FIXTURES_DIR).filter((f) => f.endsWith('.eml')),
+    'generated: LF line ends, 8bit, binary with NUL and lone CR, no final newline',
+  ])('without a transfer encoding a part is a run of the raw message\'s bytes, unchanged: %s', async (name) => {
+    const raw = name.startsWith('generated')
+      ? Buffer.concat([
+          Buffer.from(`${HEAD.replace(/\r\n/g, '\n')}\nContent-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n日本語\n\n--b\nContent-Type: text/plain\nContent-Transfer-Encoding: binary\n\n`),
+          Buffer.from([0x61, 0x00, 0x0d, 0x62, 0xff, 0x0a, 0x0d]),
+          Buffer.from('\n--b\nContent-Type: text/html\n\n<p>last</p>\n--b--'),
+        ])
+      : fixture(name);
+    const p = await parseMessage(raw);
+    // The clamav check sends such inline text to clamd only inside the raw message (isCoveredByRaw), so this
+    // must hold for every part it would skip.
+    const verbatim = p.parts.filter((x) => x.embeddedDepth === 0 && ['', '7bit', '8bit', 'binary'].includes(x.transferEncoding));
+    for (const part of verbatim) expect(raw.includes(part.content), `part ${part.path}`).toBe(true);
+    if (name.startsWith('generated')) expect(verbatim.map((x) => x.content.length)).toEqual([10, 6, 11]);
   });
 
   it('a single-part message is one leaf', async () => {
