@@ -146,7 +146,7 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
     const c = fork(BIN, childArgs, { stdio: 'inherit' });
     child = c;
     // Accepting mail (durably, fast, while SMTP clients wait) comes before processing it: under a burst the
-    // ingress keeps its CPU and the workers work off the backlog. The scan engines (clamd) keep normal priority.
+    // ingress keeps its CPU and the workers work off the backlog. The managed clamd is niced likewise (services/clamd.ts).
     if (c.pid !== undefined) {
       try {
         setPriority(c.pid, WORKER_NICENESS);

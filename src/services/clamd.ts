@@ -12,8 +12,9 @@
  * noticed by a watcher that re-links db/ and sends RELOAD. `reload()` does the same on demand and resolves once the
  * new engine is active (clamd says so on its log, which we read from its stdout).
  */
+import { setPriority } from 'node:os';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
@@ -55,6 +56,8 @@ const MAX_QUEUE = 200;
 const LOG_FILE_MAX_BYTES = 10 * 1024 * 1024;
 /** How often clamd itself checks its databases for changes (freshclam rewrites files in place). */
 const SELF_CHECK_INTERVAL_S = 300;
+/** Niceness of the managed clamd, as the worker child's (processing yields to accepting). */
+const CLAMD_NICENESS = 5;
 /** freshclam writes a temporary file, then renames: wait this long after the last change before re-linking. */
 const DATABASE_DIR_SETTLE_MS = 2_000;
 /** Interval between PINGs while waiting for clamd to load its databases. */
@@ -79,6 +82,8 @@ export interface ManagedClamdOptions {
   scanTimeoutMs: number;
   startTimeoutMs: number;
   maxThreads: number;
+  /** clamd's TemporaryDirectory; `${dir}/tmp` when absent. */
+  tempDir?: string;
   log?: Logger;
 }
 
@@ -107,7 +112,7 @@ export function clamdConf(opts: ManagedClamdOptions): string {
     `LogFileMaxSize ${LOG_FILE_MAX_BYTES}`,
     'LogRotate yes',
     `DatabaseDirectory ${path.join(dir, 'db')}`,
-    `TemporaryDirectory ${path.join(dir, 'tmp')}`,
+    `TemporaryDirectory ${opts.tempDir ?? path.join(dir, 'tmp')}`,
     `SelfCheck ${SELF_CHECK_INTERVAL_S}`,
     '# the old engine keeps scanning while a reload loads the new one (needs twice the memory for a moment)',
     'ConcurrentDatabaseReload yes',
@@ -209,13 +214,22 @@ export async function startManagedClamd(opts: ManagedClamdOptions): Promise<Mana
   const confFile = path.join(dir, 'clamd.conf');
   const dbDir = path.join(dir, 'db');
   const signatureDir = opts.signatureDir ?? PROJECT_SIGNATURE_DIR;
-  mkdirSync(path.join(dir, 'tmp'), { recursive: true });
+  mkdirSync(opts.tempDir ?? path.join(dir, 'tmp'), { recursive: true, mode: 0o700 });
   writeFileSync(confFile, clamdConf(opts));
   linkDatabases(dbDir, signatureDir, opts.databaseDir);
   await stopOrphan(path.join(dir, 'clamd.pid'), confFile);
 
   const log = opts.log?.child({ service: 'clamd' });
   const child: ChildProcess = spawn(bin, ['--config-file', confFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Scanning is processing, as the workers' (src/cli/main.ts): under a burst the SMTP ingress, which clients wait
+  // for, keeps the CPU, and the backlog is scanned after.
+  if (child.pid !== undefined) {
+    try {
+      setPriority(child.pid, CLAMD_NICENESS);
+    } catch {
+      // Lowering one's own child's priority is always allowed; if it fails anyway, clamd just runs at ours.
+    }
+  }
   const tail: string[] = [];
   /** Called with each output line, and with null when clamd exits. */
   const lineWaiters = new Set<(line: string | null) => void>();
@@ -334,14 +348,57 @@ export async function startClamdForConfig(config: Config, log?: Logger): Promise
   const c = config.clamav;
   if (c.socket) return { endpoint: { socket: c.socket }, stop: async () => undefined };
   if (c.host) return { endpoint: { host: c.host, port: c.port }, stop: async () => undefined };
+  const dir = path.join(config.dataDir, 'clamd');
+  const tempDir = c.tempInMemory ? memoryTempDir(dir, log) : undefined;
   const managed = await startManagedClamd({
-    dir: path.join(config.dataDir, 'clamd'),
+    dir,
+    tempDir,
     databaseDir: c.databaseDir,
     maxStreamBytes: config.smtp.maxMessageBytes,
     scanTimeoutMs: c.timeoutMs,
     startTimeoutMs: c.startTimeoutMs,
     maxThreads: c.maxThreads,
     log,
+  }).catch((err: unknown) => {
+    if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+    throw err;
   });
-  return { endpoint: managed.endpoint, managed, stop: () => managed.stop() };
+  return {
+    endpoint: managed.endpoint,
+    managed,
+    stop: async () => {
+      await managed.stop();
+      if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Where memory-backed temp directories are made: a tmpfs on every Linux with glibc. */
+const SHM_DIR = '/dev/shm';
+const SHM_PREFIX = 'sekisho-clamd-';
+
+/**
+ * A private (0700) directory for the managed clamd's temporary files under /dev/shm, or undefined (clamd then
+ * uses `${dir}/tmp`) when there is none. Its path is recorded in `${dir}/tmpdir`, so that the directory a killed
+ * Sekisho left behind is removed at the next start instead of holding memory. A full tmpfs makes scans fail with
+ * an error: CLAMAV_FAIL, the message waits and is scanned again — never delivered unscanned.
+ */
+function memoryTempDir(dir: string, log?: Logger): string | undefined {
+  const record = path.join(dir, 'tmpdir');
+  try {
+    const previous = readFileSync(record, 'utf8').trim();
+    if (path.dirname(previous) === SHM_DIR && path.basename(previous).startsWith(SHM_PREFIX)) {
+      rmSync(previous, { recursive: true, force: true });
+    }
+  } catch {
+    // no record: nothing left behind
+  }
+  if (!existsSync(SHM_DIR)) {
+    log?.info({ dir: SHM_DIR }, 'no /dev/shm: clamd keeps its temporary files on disk');
+    return undefined;
+  }
+  const tmp = mkdtempSync(path.join(SHM_DIR, SHM_PREFIX));
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(record, `${tmp}\n`);
+  return tmp;
 }

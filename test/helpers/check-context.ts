@@ -42,3 +42,6 @@ export function checkContext(raw: Buffer, opts: { signal?: AbortSignal; log?: Lo
     log: opts.log ?? pino({ level: 'silent' }),
   };
 }
+
+/** The EICAR test file: every antivirus engine reports it; harmless. */
+export const EICAR = Buffer.from('X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*');

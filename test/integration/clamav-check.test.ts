@@ -5,13 +5,12 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CheckFailedError, type Check, type SymbolHit } from '../../src/scan/check.ts';
 import { createClamavCheck } from '../../src/scan/checks/clamav.ts';
 import type { ArchiveLimits } from '../../src/scan/archive/inspect-archive.ts';
-import { captureLog, checkContext, fixture } from '../helpers/check-context.ts';
+import { captureLog, checkContext, EICAR, fixture } from '../helpers/check-context.ts';
 import { startClamdProxy } from '../helpers/clamd-proxy.ts';
 import { startTestClamd, type TestClamd } from '../helpers/clamd.ts';
 import { nestedZipBomb } from '../helpers/zip-writer.ts';
 
 const archive: ArchiveLimits = { maxDepth: 5, maxExpandedBytes: 200 * 1024 * 1024, maxRatio: 100, maxEntries: 10_000 };
-const EICAR = Buffer.from('X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*');
 
 let t: TestClamd;
 let check: Check;

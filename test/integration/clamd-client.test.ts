@@ -14,10 +14,10 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { ClamdClient } from '../../src/scan/clamd-client.ts';
 import { PROJECT_SIGNATURE_DIR, clamdConf, linkDatabases, type ManagedClamdOptions } from '../../src/services/clamd.ts';
 import { ensureBinary } from '../../src/services/debian.ts';
+import { EICAR } from '../helpers/check-context.ts';
 import { startClamdProxy, type ClamdProxy } from '../helpers/clamd-proxy.ts';
 import { startTestClamd, type TestClamd } from '../helpers/clamd.ts';
 
-const EICAR = Buffer.from('X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*');
 const CLEAN = Buffer.from('nothing to see here\r\n');
 const INFECTED = { found: [expect.stringMatching(/^Sekisho\.Test\.EICAR/)] };
 const unavailable = (message: RegExp = /./) => expect.objectContaining({ code: 'SEKISHO_ERR_CLAMAV_UNAVAILABLE', message: expect.stringMatching(message) });

@@ -2,7 +2,7 @@
  * The managed clamd: its files, failure of the check while clamd is down or hung (and recovery), signature reloads
  * while running, a clamd orphaned by a killed Sekisho, and the composition root's entry point.
  */
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -11,7 +11,7 @@ import { CheckFailedError, type Check } from '../../src/scan/check.ts';
 import { ClamdClient } from '../../src/scan/clamd-client.ts';
 import { createClamavCheck } from '../../src/scan/checks/clamav.ts';
 import { PROJECT_SIGNATURE_DIR, startClamdForConfig, startManagedClamd } from '../../src/services/clamd.ts';
-import { checkContext, fixture } from '../helpers/check-context.ts';
+import { checkContext, EICAR, fixture } from '../helpers/check-context.ts';
 import { startTestClamd, type TestClamd } from '../helpers/clamd.ts';
 
 const archive = { maxDepth: 5, maxExpandedBytes: 200 * 1024 * 1024, maxRatio: 100, maxEntries: 10_000 };
@@ -159,6 +159,42 @@ describe('startClamdForConfig', () => {
         await svc.stop();
       }
     } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps the managed clamd\'s temporary files in a private directory in memory, removed on stop and after a crash', async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'sekisho-cfg-'));
+    const left: string[] = [];
+    try {
+      const r = validateConfig({ ...base, dataDir, clamav: { databaseDir: path.join(dataDir, 'no-official-db') } });
+      if (!r.ok) throw new Error(JSON.stringify(r.issues));
+      const tempDirOf = () => /^TemporaryDirectory (.+)$/m.exec(readFileSync(path.join(dataDir, 'clamd', 'clamd.conf'), 'utf8'))?.[1] ?? '';
+
+      const first = await startClamdForConfig(r.config);
+      const tmp = tempDirOf();
+      left.push(tmp);
+      expect(path.dirname(tmp)).toBe('/dev/shm');
+      expect(statSync(tmp).mode & 0o777).toBe(0o700);
+      // A scan goes through it (clamd writes the stream there).
+      expect((await new ClamdClient(first.endpoint, 5_000).scan(Buffer.from(EICAR))).found).toHaveLength(1);
+      // Killed without stop(): the directory stays behind until the next start removes it.
+      await first.managed!.stop();
+      expect(existsSync(tmp)).toBe(true);
+      const second = await startClamdForConfig(r.config);
+      left.push(tempDirOf());
+      expect(existsSync(tmp)).toBe(false);
+      await second.stop();
+      expect(existsSync(tempDirOf())).toBe(false);
+
+      // Opting out keeps them under dataDir.
+      const onDisk = validateConfig({ ...base, dataDir, clamav: { databaseDir: path.join(dataDir, 'no-official-db'), tempInMemory: false } });
+      if (!onDisk.ok) throw new Error(JSON.stringify(onDisk.issues));
+      const third = await startClamdForConfig(onDisk.config);
+      expect(tempDirOf()).toBe(path.join(dataDir, 'clamd', 'tmp'));
+      await third.stop();
+    } finally {
+      for (const d of left) rmSync(d, { recursive: true, force: true });
       rmSync(dataDir, { recursive: true, force: true });
     }
   });

@@ -78,6 +78,7 @@ describe('a valid configuration', () => {
       hashBlocklistFile: 'blocklist.sha256',
       startTimeoutMs: 60_000,
       maxThreads: 4,
+      tempInMemory: false,
       archive: { maxDepth: 3, maxExpandedBytes: 104_857_600, maxRatio: 50, maxEntries: 1000 },
     },
     policy: {
