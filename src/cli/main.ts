@@ -135,18 +135,23 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
   const stores = openStores(config);
   const ingress = await startIngress(config, { redisUrl, log, stores });
 
-  // The stage workers parse hostile bytes: they run in a child process, restarted if it dies.
-  let child: ChildProcess | undefined;
+  // The stage workers parse hostile bytes: they run in child processes (queue.workerProcesses), each restarted if
+  // it dies. Several of them share the BullMQ queues; each has its own clamd sessions, SMTP pools and SQLite writer.
   let stopping = false;
-  let restartDelay = 1_000;
   const childArgs = ['worker', '--redis-url', redisUrl, ...(loaded.file ? ['--config', loaded.file] : [])];
   const clamd = scan.engines.clamd;
   if ('socket' in clamd) childArgs.push('--clamd-socket', clamd.socket);
-  const spawnWorker = () => {
+  const slots = Array.from({ length: config.queue.workerProcesses }, (_, index) => ({
+    index,
+    child: undefined as ChildProcess | undefined,
+    restartDelay: 1_000,
+  }));
+  const spawnWorker = (slot: (typeof slots)[number]) => {
     const c = fork(BIN, childArgs, { stdio: 'inherit' });
-    child = c;
+    slot.child = c;
     // Accepting mail (durably, fast, while SMTP clients wait) comes before processing it: under a burst the
-    // ingress keeps its CPU and the workers work off the backlog. The managed clamd is niced likewise (services/clamd.ts).
+    // ingress keeps its CPU and the workers work off the backlog. The managed clamd is niced likewise
+    // (services/clamd.ts).
     if (c.pid !== undefined) {
       try {
         setPriority(c.pid, WORKER_NICENESS);
@@ -157,17 +162,16 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
     const startedAt = Date.now();
     c.on('exit', (code, signal) => {
       if (stopping) return;
-      if (Date.now() - startedAt > MAX_RESTART_DELAY_MS) restartDelay = 1_000;
-      log.error({ code, signal, restartInMs: restartDelay }, 'worker process exited; restarting');
-      setTimeout(spawnWorker, restartDelay).unref();
-      restartDelay = Math.min(restartDelay * 2, MAX_RESTART_DELAY_MS);
+      if (Date.now() - startedAt > MAX_RESTART_DELAY_MS) slot.restartDelay = 1_000;
+      log.error({ code, signal, worker: slot.index, restartInMs: slot.restartDelay }, 'worker process exited; restarting');
+      setTimeout(() => spawnWorker(slot), slot.restartDelay).unref();
+      slot.restartDelay = Math.min(slot.restartDelay * 2, MAX_RESTART_DELAY_MS);
     });
   };
-  spawnWorker();
+  for (const slot of slots) spawnWorker(slot);
 
-  const remoteMetrics = async (): Promise<MetricsJson[]> => {
-    const c = child;
-    if (!c?.connected) return [];
+  const childMetrics = (c: ChildProcess | undefined): Promise<MetricsJson[]> => {
+    if (!c?.connected) return Promise.resolve([]);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         c.off('message', onMessage);
@@ -184,6 +188,7 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
       c.send({ type: 'metrics?' });
     });
   };
+  const remoteMetrics = async (): Promise<MetricsJson[]> => (await Promise.all(slots.map((s) => childMetrics(s.child)))).flat();
   const admin = await startAdmin(config, { meta: stores.meta, pipeline: ingress.pipeline, metrics: ingress.metrics, remoteMetrics }, log);
 
   onShutdown(log, [
@@ -191,13 +196,16 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
     () => admin.stop(),
     async () => {
       stopping = true;
-      const c = child;
-      if (c && c.exitCode === null && c.signalCode === null) {
-        await new Promise<void>((resolve) => {
-          c.once('exit', () => resolve());
-          c.kill('SIGTERM');
-        });
-      }
+      await Promise.all(
+        slots.map(({ child: c }) =>
+          c && c.exitCode === null && c.signalCode === null
+            ? new Promise<void>((resolve) => {
+                c.once('exit', () => resolve());
+                c.kill('SIGTERM');
+              })
+            : undefined,
+        ),
+      );
     },
     () => closeStores(stores),
     () => scan.stop(),
@@ -206,6 +214,7 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
   ]);
   log.info({ smtp: config.smtp.listen, admin: config.admin.listen, demo: loaded.demo, dataDir: config.dataDir }, 'Sekisho started');
 }
+
 
 async function runWorkerRole(loaded: LoadedConfig, args: Args): Promise<void> {
   const { config } = loaded;

@@ -166,6 +166,11 @@ export const configSchema = z
       .prefault({}),
     queue: z
       .object({
+        /**
+         * Worker child processes of `sekisho start`, each with scanConcurrency + deliverConcurrency jobs at once.
+         * (`sekisho worker` is one: run it several times for more.)
+         */
+        workerProcesses: z.number().int().positive().default(1),
         scanConcurrency: z.number().int().positive().default(4),
         deliverConcurrency: z.number().int().positive().default(16),
         /** Failed attempts (crashes, not downstream deferrals) before a message is held as `failed`. */

@@ -72,6 +72,29 @@ it('start: runs everything with a managed redis-server, delivers, serves /health
   expect(app.output()).toContain('"msg":"stopped"');
 });
 
+it('start with queue.workerProcesses 2: two worker children share the queues, /metrics adds up both, all stop on SIGTERM', async () => {
+  const { file, smtpPort, adminPort } = await writeConfig({ queue: { workerProcesses: 2 } });
+  const app = run(['start', '--config', file]);
+  await waitForPort(adminPort, '127.0.0.1', 60_000, app.proc);
+  await waitForPort(smtpPort, '127.0.0.1', 60_000, app.proc);
+  // Both children say so when their workers run (and the ingress, main process, is up).
+  for (let i = 0; i < 600 && (app.output().match(/stage workers running/g) ?? []).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
+  expect((app.output().match(/stage workers running/g) ?? []).length).toBe(2);
+  for (let i = 0; i < 20; i++) {
+    expect(await sendRaw(smtpPort, 's@example.net', [`u${i}@city.example.lg.jp`], simpleMessage({ subject: `m${i}` }))).toMatch(/^250 /);
+  }
+  await sink.waitFor(20, 60_000);
+  // Both children report their registries; the merged counter is the total.
+  const delivered = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    return Number(/^sekisho_recipients_total\{[^}]*outcome="delivered"[^}]*\} (\d+)$/m.exec(text)?.[1] ?? 0);
+  };
+  expect(await delivered()).toBe(20);
+  app.proc.kill('SIGTERM');
+  expect(await app.exited).toBe(0);
+  expect((app.output().match(/"role":"worker"[^\n]*"msg":"stopped"/g) ?? []).length).toBe(2);
+});
+
 it('ingress and worker as separate processes against one Redis and data dir', async () => {
   const prefix = uniquePrefix('cli');
   const { file, smtpPort } = await writeConfig({ redis: { url: testRedisUrl(), prefix } });
