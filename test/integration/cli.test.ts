@@ -89,6 +89,8 @@ it('start with queue.workerProcesses 2: two worker children share the queues, /m
     const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
     return Number(/^sekisho_recipients_total\{[^}]*outcome="delivered"[^}]*\} (\d+)$/m.exec(text)?.[1] ?? 0);
   };
+  // (The sink has a message a moment before its worker has counted it.)
+  for (let i = 0; i < 300 && (await delivered()) < 20; i++) await new Promise((r) => setTimeout(r, 100));
   expect(await delivered()).toBe(20);
   app.proc.kill('SIGTERM');
   expect(await app.exited).toBe(0);
