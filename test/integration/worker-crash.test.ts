@@ -7,17 +7,21 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, expect, it } from 'vitest';
+import { startTestClamd, type TestClamd } from '../helpers/clamd.ts';
 import { Harness, queuedId } from '../helpers/harness.ts';
 import { sendRaw, simpleMessage } from '../helpers/raw-smtp.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/sekisho.js', import.meta.url));
 let h: Harness | undefined;
+let clamd: TestClamd | undefined;
 const children: ChildProcess[] = [];
 
 afterEach(async () => {
   for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
   await h?.stop();
   h = undefined;
+  await clamd?.cleanup();
+  clamd = undefined;
 });
 
 function startWorkerProcess(configFile: string): Promise<ChildProcess> {
@@ -37,8 +41,12 @@ function startWorkerProcess(configFile: string): Promise<ChildProcess> {
 
 it('delivers every message exactly once when the worker process is killed mid-delivery', async () => {
   h = await Harness.start({ noWorker: true, config: { queue: { lockDurationMs: 2_000, scanConcurrency: 1, deliverConcurrency: 1 } } });
+  // The worker processes use one clamd of the test's: a worker that starts its own (managed) clamd and is then
+  // SIGKILLed would leave that clamd running.
+  clamd = await startTestClamd();
   const configFile = path.join(h.dataDir, 'config.yaml');
-  writeFileSync(configFile, JSON.stringify({ ...h.config, log: { level: 'info' } })); // JSON is YAML
+  const config = { ...h.config, clamav: { ...h.config.clamav, socket: clamd.clamd.socket }, log: { level: 'info' } };
+  writeFileSync(configFile, JSON.stringify(config)); // JSON is YAML
 
   // The sink holds its reply to the 4th delivery until the connection dies (the worker is killed then). One
   // delivery at a time (scan jobs too: they make the first attempt): a message the sink acknowledged in the instant
