@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { DsnRecipient } from '../smtp/dsn.ts';
 import { statusFromReply } from '../smtp/dsn.ts';
 import type { RecipientOutcome } from '../smtp/delivery.ts';
-import type { MessageRecord, RecipientPatch, RecipientRecord } from '../spool/meta-store.ts';
+import { isOpenRecipient, type MessageRecord, type RecipientPatch, type RecipientRecord } from '../spool/meta-store.ts';
 import { finalizeIfDone } from './finalize.ts';
 import { notifySender } from './notify-sender.ts';
 import { OUTBOUND_ROUTE, type DeliverJobData } from './pipeline.ts';
@@ -163,7 +163,7 @@ export async function attemptRoute(
 
 /** Recipients of `route` that still wait for delivery. */
 export function openRecipients(recipients: readonly RecipientRecord[], route: string): RecipientRecord[] {
-  return recipients.filter((r) => r.tenantId === route && (r.state === 'pending' || r.state === 'deferred'));
+  return recipients.filter((r) => r.tenantId === route && isOpenRecipient(r));
 }
 
 export function createDeliverProcessor(deps: WorkerDeps) {

@@ -3,14 +3,14 @@
  * logged (STYLE rule 9), and its bytes leave the spool unless a recipient's copy is held in quarantine.
  */
 import type { Logger } from 'pino';
-import { finalRecipientStates } from '../spool/meta-store.ts';
+import { isOpenRecipient } from '../spool/meta-store.ts';
 import type { WorkerDeps } from './worker-deps.ts';
 
 export async function finalizeIfDone(deps: Pick<WorkerDeps, 'meta' | 'store'>, mid: string, log: Logger): Promise<boolean> {
   const msg = await deps.meta.getMessage(mid);
   if (!msg || msg.state !== 'delivering') return false;
   const rcpts = await deps.meta.getRecipients(mid);
-  if (!rcpts.every((r) => finalRecipientStates.includes(r.state))) return false;
+  if (rcpts.some(isOpenRecipient)) return false;
   await deps.meta.updateMessage(mid, { state: 'done' });
   const count = (s: string) => rcpts.filter((r) => r.state === s).length;
   const held = count('quarantined') > 0;

@@ -11,7 +11,7 @@
 import { Queue, QueueEvents, type Job, type JobsOptions, type RedisOptions as BullRedisOptions } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/schema.ts';
-import { finalRecipientStates, type RecipientRecord } from '../spool/meta-store.ts';
+import { isOpenRecipient, type RecipientRecord } from '../spool/meta-store.ts';
 
 export const STAGES = ['scan', 'deliver'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -114,8 +114,7 @@ export class Pipeline {
   /** A `deliver` job for every route that has recipients still open, due at the earliest of their next attempts. */
   async enqueueOpenRoutes(mid: string, recipients: readonly RecipientRecord[]): Promise<void> {
     const due = new Map<string, number>();
-    for (const r of recipients) {
-      if (finalRecipientStates.includes(r.state)) continue;
+    for (const r of recipients.filter(isOpenRecipient)) {
       due.set(r.tenantId, Math.min(due.get(r.tenantId) ?? Infinity, r.nextAttemptAt ?? 0));
     }
     for (const [route, at] of due) await this.enqueueDeliver(mid, route, at - Date.now());

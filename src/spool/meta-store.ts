@@ -18,6 +18,11 @@ export const recipientStates = ['pending', 'deferred', 'delivered', 'bounced', '
 export type RecipientState = (typeof recipientStates)[number];
 export const finalRecipientStates: readonly RecipientState[] = ['delivered', 'bounced', 'quarantined', 'rejected'];
 
+/** A recipient still waiting for delivery (pending or deferred): not in one of finalRecipientStates. */
+export function isOpenRecipient(r: { state: RecipientState }): boolean {
+  return !finalRecipientStates.includes(r.state);
+}
+
 /** smtp: received from the internet; dsn: a delivery status notification Sekisho generated itself. */
 export type MessageOrigin = 'smtp' | 'dsn';
 
