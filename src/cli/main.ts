@@ -215,7 +215,6 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
   log.info({ smtp: config.smtp.listen, admin: config.admin.listen, demo: loaded.demo, dataDir: config.dataDir }, 'Sekisho started');
 }
 
-
 async function runWorkerRole(loaded: LoadedConfig, args: Args): Promise<void> {
   const { config } = loaded;
   const log = createLogger(config.log.level, { role: 'worker' });

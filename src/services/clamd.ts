@@ -350,6 +350,9 @@ export async function startClamdForConfig(config: Config, log?: Logger): Promise
   if (c.host) return { endpoint: { host: c.host, port: c.port }, stop: async () => undefined };
   const dir = path.join(config.dataDir, 'clamd');
   const tempDir = c.tempInMemory ? memoryTempDir(dir, log) : undefined;
+  const removeTempDir = () => {
+    if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+  };
   const managed = await startManagedClamd({
     dir,
     tempDir,
@@ -360,7 +363,7 @@ export async function startClamdForConfig(config: Config, log?: Logger): Promise
     maxThreads: c.maxThreads,
     log,
   }).catch((err: unknown) => {
-    if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+    removeTempDir();
     throw err;
   });
   return {
@@ -368,7 +371,7 @@ export async function startClamdForConfig(config: Config, log?: Logger): Promise
     managed,
     stop: async () => {
       await managed.stop();
-      if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+      removeTempDir();
     },
   };
 }

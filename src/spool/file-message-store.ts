@@ -88,7 +88,7 @@ function toBuffer(chunk: unknown): Buffer {
   throw new TypeError('message source yielded a chunk that is neither bytes nor a string');
 }
 
-/** fsync on libuv's thread pool (it waits for the disk); open and close are quick, and synchronous. */
+/** On libuv's thread pool: an fsync waits for the disk, creating a file may wait for ext4's journal. */
 const fsyncAsync = promisify(fsync);
 const openAsync = promisify(openCb);
 
@@ -321,7 +321,6 @@ export class FileMessageStore implements MessageStore {
     }
     return { tmp, size, sha256: hash.digest('hex') };
   }
-
 
   /** A missing id (or an invalid one) is reported as the stream's 'error', like any later read error. */
   createReadStream(id: string, kind: MessageKind = 'raw'): Readable {
