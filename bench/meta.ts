@@ -26,6 +26,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { MetaStore, NewMessage } from '../src/spool/meta-store.ts';
 import type { SqliteMetaStore as Store } from '../src/spool/sqlite-meta-store.ts';
+import { newMessage } from '../test/helpers/new-message.ts';
 import { fmt, percentile, table } from './lib/report.ts';
 
 interface StoreModule {
@@ -53,23 +54,7 @@ const { SqliteMetaStore, sqliteMetaStoreTestHooks: hooks } = (await import(
 const id = (prefix: string, i: number) => `${prefix}${String(i).padStart(10, '0')}`;
 
 function message(msgId: string): NewMessage {
-  return {
-    id: msgId,
-    origin: 'smtp',
-    receivedAt: Date.now(),
-    mailFrom: 'sender@example.net',
-    clientIp: '203.0.113.7',
-    helo: 'mail.example.net',
-    tls: 'TLS_AES_256_GCM_SHA384',
-    size: 1234,
-    sha256: 'a'.repeat(64),
-    headerMessageId: `<${msgId}@example.net>`,
-    subject: 'bench',
-    recipients: [
-      { address: 'taro@city-a.example.lg.jp', tenantId: 'city-a' },
-      { address: 'hanako@city-b.example.lg.jp', tenantId: 'city-b' },
-    ],
-  };
+  return newMessage({ id: msgId, receivedAt: Date.now(), headerMessageId: `<${msgId}@example.net>`, subject: 'bench' });
 }
 
 function deliveredAll(store: MetaStore, msgId: string): Promise<void> {

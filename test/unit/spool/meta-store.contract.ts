@@ -4,9 +4,9 @@
  * never against the wall clock). Covers the message and recipient lifecycles of meta-store.ts, atomicity of
  * inserts and recipient patches, ordering and paging of the lists, and counting.
  */
-import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { messageStates, type MessageState, type MetaStore, type NewMessage } from '../../../src/spool/meta-store.ts';
+import { messageStates, type MessageState, type MetaStore } from '../../../src/spool/meta-store.ts';
+import { newMessage, T0 } from '../../helpers/new-message.ts';
 
 export interface MetaStoreFixture {
   store: MetaStore;
@@ -16,29 +16,6 @@ export interface MetaStoreFixture {
 export interface MetaStoreFactoryOptions {
   /** The clock the store must use for `updatedAt`. */
   now: () => number;
-}
-
-const T0 = 1_750_000_000_000;
-
-export function newMessage(overrides: Partial<NewMessage> = {}): NewMessage {
-  return {
-    id: randomBytes(8).toString('hex'),
-    origin: 'smtp',
-    receivedAt: T0,
-    mailFrom: 'sender@example.net',
-    clientIp: '203.0.113.7',
-    helo: 'mail.example.net',
-    tls: 'TLS_AES_256_GCM_SHA384',
-    size: 1234,
-    sha256: 'a'.repeat(64),
-    headerMessageId: '<abc@example.net>',
-    subject: '【重要】会議のお知らせ',
-    recipients: [
-      { address: 'taro@city-a.example.lg.jp', tenantId: 'city-a' },
-      { address: 'hanako@city-b.example.lg.jp', tenantId: 'city-b' },
-    ],
-    ...overrides,
-  };
 }
 
 export function describeMetaStoreContract(

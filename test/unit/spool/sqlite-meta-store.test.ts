@@ -17,7 +17,8 @@ import {
   sqliteMetaStoreTestHooks,
   type SqliteMetaStoreOptions,
 } from '../../../src/spool/sqlite-meta-store.ts';
-import { describeMetaStoreContract, newMessage } from './meta-store.contract.ts';
+import { newMessage } from '../../helpers/new-message.ts';
+import { describeMetaStoreContract } from './meta-store.contract.ts';
 
 function tempDir(): string {
   return mkdtempSync(path.join(os.tmpdir(), 'sekisho-meta-'));
