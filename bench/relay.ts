@@ -18,7 +18,7 @@
  * Options (env in brackets):
  *   --quick              counts ÷10 and shorter limits, for a smoke run [BENCH_QUICK=1]
  *   --scale X            multiply the message counts by X [BENCH_SCALE]
- *   --only NAME          sekisho | postfix [BENCH_ONLY]
+ *   --only LIST          of sekisho, postfix, postfix-av (default all three) [BENCH_ONLY]
  *   --workloads LIST     1k,100k (default both)
  *   --shapes LIST        reuse,single (default both)
  *   --concurrency N      concurrent SMTP clients (default 20)
@@ -27,14 +27,16 @@
  *   --repeat N           run every cell N times, systems alternating first; ratios use the medians (default 1)
  *   --big-runs N         fresh instances the 50 MB message is measured on (default 3; 1 with --quick)
  *   --json FILE          also write the JSON result to FILE
+ *   --sekisho-config Y   YAML/JSON merged over Sekisho's bench config, e.g. '{queue: {scanConcurrency: 8}}'
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
 import { cleanupAndExit, runCleanup } from './lib/cleanup.ts';
 import { bigMessage, messageFactory } from './lib/message.ts';
-import { PostfixInstance, postfixUnavailable } from './lib/postfix-instance.ts';
+import { PostfixInstance, postfixAvUnavailable, postfixUnavailable } from './lib/postfix-instance.ts';
 import { CpuMeter, TreeSampler } from './lib/proc-rss.ts';
 import { fmt, mb, percentile, table } from './lib/report.ts';
 import { SekishoInstance, sekishoUnavailable } from './lib/sekisho-instance.ts';
@@ -42,7 +44,13 @@ import { Sink } from './lib/sink.ts';
 import { type LoadResult, runLoad } from './lib/smtp-load.ts';
 import { sleep } from './lib/util.ts';
 
-type SystemName = 'sekisho' | 'postfix';
+type SystemName = 'sekisho' | 'postfix' | 'postfix-av';
+
+/** The baselines Sekisho is compared with, and what each is. */
+const baselines: Record<Exclude<SystemName, 'sekisho'>, string> = {
+  postfix: 'Postfix (no content scanning)',
+  'postfix-av': 'Postfix + clamav-milter (the same clamd as Sekisho)',
+};
 
 interface Workload {
   name: string;
@@ -60,6 +68,8 @@ interface System {
   name: SystemName;
   port: number;
   rootPids(): number[];
+  /** The parts of it that the bench process itself started (their CPU is not the bench's). */
+  benchChildPids(): number[];
   notePids(pids: Iterable<number>): void;
   stop(): Promise<void>;
   /** Why it cannot go on (it died), or null. */
@@ -148,6 +158,7 @@ const { values: args } = parseArgs({
     'big-runs': { type: 'string' },
     repeat: { type: 'string', default: '1' },
     json: { type: 'string' },
+    'sekisho-config': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
   strict: true,
@@ -161,11 +172,17 @@ if (args.help) {
 
 const quick = args.quick || process.env.BENCH_QUICK === '1';
 const scale = Number(args.scale ?? process.env.BENCH_SCALE ?? (quick ? 0.1 : 1));
-const only = (args.only ?? process.env.BENCH_ONLY ?? '').toLowerCase();
+const allSystems: SystemName[] = ['postfix', 'postfix-av', 'sekisho'];
+const only = (args.only ?? process.env.BENCH_ONLY ?? allSystems.join(','))
+  .toLowerCase()
+  .split(',')
+  .map((s) => s.trim());
 const concurrency = Number(args.concurrency);
 const perConnection = Number(args['per-connection']);
 const bigRuns = Number(args['big-runs'] ?? (quick ? 1 : 3));
 const repeat = Number(args.repeat);
+/** Top-level keys replaced in Sekisho's bench config (a tuning experiment; the report shows them). */
+const sekishoExtraConfig = (args['sekisho-config'] ? parseYaml(args['sekisho-config']) : {}) as Record<string, unknown>;
 
 const allWorkloads: Record<string, Workload> = {
   '1k': { name: '1KB', bytes: 1024, count: 10_000 },
@@ -188,11 +205,11 @@ const valid =
   repeat >= 1 &&
   concurrency >= 1 &&
   perConnection >= 1 &&
-  ['', 'sekisho', 'postfix'].includes(only) &&
+  only.every((s) => (allSystems as string[]).includes(s)) &&
   workloads.length > 0 &&
   shapes.length > 0;
 if (!valid) {
-  console.error('usage: npm run bench:relay -- [--quick] [--scale X] [--only sekisho|postfix] … (--help)');
+  console.error('usage: npm run bench:relay -- [--quick] [--scale X] [--only sekisho,postfix,postfix-av] … (--help)');
   process.exit(64);
 }
 
@@ -221,23 +238,25 @@ runWatchdog.unref();
 // Systems
 
 async function startSystem(name: SystemName, sinkPort: number): Promise<System> {
-  if (name === 'postfix') {
-    const pf = await PostfixInstance.start(sinkPort);
+  if (name !== 'sekisho') {
+    const pf = await PostfixInstance.start(sinkPort, { antivirus: name === 'postfix-av' });
     return {
       name,
       port: pf.port,
       rootPids: () => pf.rootPids(),
+      benchChildPids: () => pf.scannerPids(),
       notePids: (p) => pf.notePids(p),
       stop: () => pf.stop(),
-      broken: () => (pf.rootPids().length === 0 ? 'the Postfix master process is gone' : null),
+      broken: () => pf.broken(),
       log: () => pf.maillog(),
     };
   }
-  const sk = await SekishoInstance.start(sinkPort);
+  const sk = await SekishoInstance.start(sinkPort, sekishoExtraConfig);
   return {
     name,
     port: sk.port,
     rootPids: () => sk.rootPids(),
+    benchChildPids: () => sk.rootPids(),
     notePids: (p) => sk.notePids(p),
     stop: () => sk.stop(),
     broken: () => (sk.exited ? 'the sekisho process exited' : null),
@@ -349,7 +368,7 @@ async function runCell(
 
     const prefix = `${runTag}-c${cellNo}-`;
     await sink.reset(prefix);
-    const cpu = new CpuMeter(() => sut.rootPids(), system === 'sekisho').start();
+    const cpu = new CpuMeter(() => sut.rootPids(), () => sut.benchChildPids()).start();
     const pad = String(workload.count).length;
     const result = await load(
       sut,
@@ -562,9 +581,9 @@ async function main(): Promise<void> {
 
   const systems: SystemName[] = [];
   const skipped: Record<string, string> = {};
-  for (const name of ['postfix', 'sekisho'] as const) {
-    if (only !== '' && only !== name) continue;
-    const why = name === 'postfix' ? postfixUnavailable() : sekishoUnavailable();
+  for (const name of allSystems) {
+    if (!only.includes(name)) continue;
+    const why = name === 'postfix' ? postfixUnavailable() : name === 'postfix-av' ? postfixAvUnavailable() : sekishoUnavailable();
     if (why) {
       skipped[name] = why;
       console.error(`skipping ${name}: ${why}`);
@@ -672,34 +691,42 @@ async function main(): Promise<void> {
       cells.filter((c) => c.system === system && c.workload === workload.name && c.shape === shape.name).map((c) => c[key]),
       50,
     );
-  for (const workload of workloads) {
-    for (const shape of shapes) {
-      const ofSekisho = cells.filter((c) => c.system === 'sekisho' && c.workload === workload.name && c.shape === shape.name);
-      const ofPostfix = cells.filter((c) => c.system === 'postfix' && c.workload === workload.name && c.shape === shape.name);
-      if (ofSekisho.length === 0 || ofPostfix.length === 0) continue;
-      const accept = median('sekisho', workload, shape, 'acceptedPerSec') / median('postfix', workload, shape, 'acceptedPerSec');
-      const e2e = median('sekisho', workload, shape, 'e2ePerSec') / median('postfix', workload, shape, 'e2ePerSec');
-      const cpu = median('sekisho', workload, shape, 'cpuMsPerMsg') / median('postfix', workload, shape, 'cpuMsPerMsg');
-      ratios.push({
-        workload: workload.name,
-        shape: shape.name,
-        runs: Math.min(ofSekisho.length, ofPostfix.length),
-        acceptRatio: Number(accept.toFixed(3)),
-        e2eRatio: Number(e2e.toFixed(3)),
-        cpuPerMsgRatio: Number(cpu.toFixed(3)),
-        acceptTargetMet: accept >= 1.0,
-        e2eTargetMet: e2e >= 0.8 && ofSekisho.every((c) => c.e2eComplete),
-      });
+  for (const baseline of Object.keys(baselines) as Array<keyof typeof baselines>) {
+    for (const workload of workloads) {
+      for (const shape of shapes) {
+        const of = (system: SystemName) =>
+          cells.filter((c) => c.system === system && c.workload === workload.name && c.shape === shape.name);
+        const ofSekisho = of('sekisho');
+        const ofBaseline = of(baseline);
+        if (ofSekisho.length === 0 || ofBaseline.length === 0) continue;
+        const ratio = (key: 'acceptedPerSec' | 'e2ePerSec' | 'cpuMsPerMsg') =>
+          median('sekisho', workload, shape, key) / median(baseline, workload, shape, key);
+        const accept = ratio('acceptedPerSec');
+        const e2e = ratio('e2ePerSec');
+        ratios.push({
+          baseline,
+          workload: workload.name,
+          shape: shape.name,
+          runs: Math.min(ofSekisho.length, ofBaseline.length),
+          acceptRatio: Number(accept.toFixed(3)),
+          e2eRatio: Number(e2e.toFixed(3)),
+          cpuPerMsgRatio: Number(ratio('cpuMsPerMsg').toFixed(3)),
+          acceptTargetMet: accept >= 1.0,
+          e2eTargetMet: e2e >= 0.8 && ofSekisho.every((c) => c.e2eComplete),
+        });
+      }
     }
   }
-  if (ratios.length > 0) {
+  for (const baseline of Object.keys(baselines) as Array<keyof typeof baselines>) {
+    const rows = ratios.filter((r) => r.baseline === baseline);
+    if (rows.length === 0) continue;
     out.push(
       '',
-      `Sekisho / Postfix${repeat > 1 ? ' (medians of the runs)' : ''} — targets: accepted ≥ 1.0×, end-to-end ≥ 0.8×; ` +
-        'CPU/msg is the contention-robust figure (lower is better)',
+      `Sekisho / ${baselines[baseline]}${repeat > 1 ? ' (medians of the runs)' : ''} — targets: accepted ≥ 1.0×, ` +
+        'end-to-end ≥ 0.8×; CPU/msg is the contention-robust figure (lower is better)',
       table(
         ['workload', 'shape', 'accepted ×', 'e2e ×', 'CPU/msg ×'],
-        ratios.map((r) => [
+        rows.map((r) => [
           String(r.workload),
           String(r.shape),
           `${fmt(Number(r.acceptRatio), 2)} ${r.acceptTargetMet ? 'ok' : 'BELOW'}`,
@@ -709,7 +736,8 @@ async function main(): Promise<void> {
         2,
       ),
     );
-  } else if (cells.length > 0) {
+  }
+  if (ratios.length === 0 && cells.length > 0) {
     out.push('', `(no ratio: ${Object.entries(skipped).map(([k, v]) => `${k} skipped — ${v}`).join('; ') || 'one system only'})`);
   }
   if (big.length > 0) {
@@ -740,7 +768,7 @@ async function main(): Promise<void> {
     bench: 'relay',
     at: new Date().toISOString(),
     host,
-    options: { quick, scale, concurrency, perConnection, warmupCount, repeat, bigRuns },
+    options: { quick, scale, concurrency, perConnection, warmupCount, repeat, bigRuns, sekishoExtraConfig },
     skipped,
     results: cells,
     ratios,

@@ -12,6 +12,7 @@ import { TenantIndex } from './config/tenants.ts';
 import { Pipeline } from './queue/pipeline.ts';
 import { Reconciler } from './queue/reconciler.ts';
 import { StageWorkers } from './queue/workers.ts';
+import { ByteBudget } from './queue/byte-budget.ts';
 import { RouteHealth } from './queue/route-health.ts';
 import type { Check } from './scan/check.ts';
 import { createChecks, type ScanEngines } from './scan/registry.ts';
@@ -85,6 +86,7 @@ export async function startWorker(
     checks,
     deliverer,
     routeHealth: new RouteHealth(),
+    scanMemory: new ByteBudget(config.queue.scanMemoryBytes),
     log: opts.log,
     metrics,
   });

@@ -3,11 +3,18 @@
  * in a temp dir, smtpd on a high loopback port, relaying the bench domain to the sink. It never reads or writes
  * /etc/postfix and never listens on port 25. Defaults are Postfix's own (fsync before 250, in_flow_delay,
  * destination concurrency 20…) except what a loopback-only, DNS-free relay needs.
+ *
+ * With `antivirus`, the instance is the gateway Sekisho replaces: Postfix with clamav-milter (Debian's package)
+ * in front of a clamd of its own — the same clamd, started by Sekisho's own code with Sekisho's defaults (signatures,
+ * ScanMail, limits, temporary files in /dev/shm, niceness), so that both systems pay for the same scan. The milter
+ * scans before the 250 (what clamav-milter does), up to the same 50 MB, and rejects what is infected.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { type ManagedClamd, startManagedClamd } from '../../src/services/clamd.ts';
 import { onCleanup } from './cleanup.ts';
 import { benchDomain } from './message.ts';
 import { ProcessSet, processTree } from './proc-rss.ts';
@@ -15,6 +22,17 @@ import { freePort, sleep, smtpGreets, waitFor } from './util.ts';
 
 const postfixBin = '/usr/sbin/postfix';
 const postconfBin = '/usr/sbin/postconf';
+const milterBin = '/usr/sbin/clamav-milter';
+const clamdBin = '/usr/sbin/clamd';
+
+/** Sekisho's defaults (src/config/schema.ts), so that the two clamds are configured alike. */
+const clamdDefaults = {
+  databaseDir: '/var/lib/clamav',
+  maxStreamBytes: 52_428_800,
+  scanTimeoutMs: 25_000,
+  startTimeoutMs: 180_000,
+  maxThreads: 8,
+};
 
 /** Process limit per service: well above 20 concurrent clients plus the delivery agents. */
 const processLimit = 100;
@@ -24,6 +42,48 @@ export function postfixUnavailable(): string | null {
   if (!existsSync(postfixBin) || !existsSync(postconfBin)) return 'Postfix is not installed (no /usr/sbin/postfix)';
   if (process.getuid?.() !== 0) return 'a private Postfix instance needs root';
   return null;
+}
+
+/** Why Postfix with clamav-milter cannot be used here, or null when it can. */
+export function postfixAvUnavailable(): string | null {
+  const why = postfixUnavailable();
+  if (why) return why;
+  if (!existsSync(milterBin)) return 'clamav-milter is not installed (apt-get install clamav-milter)';
+  if (!existsSync(clamdBin)) return 'clamd is not installed (apt-get install clamav-daemon)';
+  return null;
+}
+
+function milterConf(dir: string, port: number, clamdSocket: string, tempDir: string): string {
+  return [
+    '# private bench instance, written by bench/lib/postfix-instance.ts',
+    `MilterSocket inet:${port}@127.0.0.1`,
+    `ClamdSocket unix:${clamdSocket}`,
+    'Foreground yes',
+    `PidFile ${path.join(dir, 'clamav-milter.pid')}`,
+    `TemporaryDirectory ${tempDir}`,
+    `LogFile ${path.join(dir, 'clamav-milter.log')}`,
+    'LogInfected Basic',
+    'OnClean Accept',
+    'OnInfected Reject',
+    // A scan that fails is a 4xx, as Sekisho defers: never "deliver unscanned".
+    'OnFail Defer',
+    'AddHeader No',
+    // Messages above MaxFileSize go unscanned; Sekisho scans up to smtp.maxMessageBytes (50 MB).
+    'MaxFileSize 50M',
+    'ReadTimeout 120',
+    '',
+  ].join('\n');
+}
+
+function portListens(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
 }
 
 function run(cmd: string, args: string[]): void {
@@ -77,6 +137,9 @@ export class PostfixInstance {
   readonly #queueDir: string;
   readonly #stop: () => Promise<void>;
   readonly #procs = new ProcessSet();
+  #clamd: ManagedClamd | undefined;
+  #clamdTemp: string | undefined;
+  #milter: ChildProcess | undefined;
 
   private constructor(dir: string, port: number) {
     this.dir = dir;
@@ -90,15 +153,19 @@ export class PostfixInstance {
     );
   }
 
-  /** Starts a fresh instance relaying `bench.example.lg.jp` to 127.0.0.1:`sinkPort`; resolves when smtpd greets. */
-  static async start(sinkPort: number): Promise<PostfixInstance> {
+  /**
+   * Starts a fresh instance relaying `bench.example.lg.jp` to 127.0.0.1:`sinkPort` (with `antivirus`, through
+   * clamav-milter and a clamd of its own); resolves when smtpd greets.
+   */
+  static async start(sinkPort: number, opts: { antivirus?: boolean } = {}): Promise<PostfixInstance> {
     ensureAccounts();
     const dir = mkdtempSync(path.join(os.tmpdir(), 'sekisho-bench-postfix-'));
     chmodSync(dir, 0o755);
     const port = await freePort();
     const pf = new PostfixInstance(dir, port);
     try {
-      await pf.#boot(sinkPort);
+      const milters = opts.antivirus ? await pf.#startAntivirus() : undefined;
+      await pf.#boot(sinkPort, milters);
     } catch (err) {
       await pf.stop();
       throw err;
@@ -106,7 +173,35 @@ export class PostfixInstance {
     return pf;
   }
 
-  async #boot(sinkPort: number): Promise<void> {
+  /** clamd and clamav-milter; returns Postfix's smtpd_milters value. */
+  async #startAntivirus(): Promise<string> {
+    const dir = path.join(this.dir, 'clamav');
+    mkdirSync(path.join(dir, 'clamd'), { recursive: true });
+    this.#clamdTemp = mkdtempSync('/dev/shm/sekisho-bench-clamd-');
+    this.#clamd = await startManagedClamd({ dir: path.join(dir, 'clamd'), tempDir: this.#clamdTemp, ...clamdDefaults });
+    const port = await freePort();
+    const conf = path.join(dir, 'clamav-milter.conf');
+    writeFileSync(conf, milterConf(dir, port, this.#clamd.socket, this.#clamdTemp));
+    const milter = spawn(milterBin, [`--config-file=${conf}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.#milter = milter;
+    let stderr = '';
+    milter.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      stderr = (stderr + d).slice(-4_000);
+    });
+    const up = await waitFor(async () => milter.exitCode !== null || (await portListens(port)), 30_000, 100);
+    if (milter.exitCode !== null || !up) {
+      let log = '';
+      try {
+        log = readFileSync(path.join(dir, 'clamav-milter.log'), 'utf8').slice(-2_000);
+      } catch {
+        // no log yet
+      }
+      throw new Error(`clamav-milter did not listen on 127.0.0.1:${port} (exit ${milter.exitCode}): ${stderr}${log}`);
+    }
+    return `inet:127.0.0.1:${port}`;
+  }
+
+  async #boot(sinkPort: number, milters?: string): Promise<void> {
     const dataDir = path.join(this.dir, 'data');
     mkdirSync(this.#configDir);
     mkdirSync(this.#queueDir);
@@ -148,6 +243,9 @@ export class PostfixInstance {
       local_transport: 'error:local delivery disabled in the bench instance',
       biff: 'no',
       smtputf8_enable: 'no',
+      ...(milters
+        ? { smtpd_milters: milters, milter_default_action: 'tempfail', milter_protocol: '6', non_smtpd_milters: '' }
+        : {}),
     };
     run(postconfBin, ['-c', this.#configDir, '-e', ...Object.entries(settings).map(([k, v]) => `${k} = ${v}`)]);
     // Postfix reports start-up errors only to a terminal or syslog; the maillog file has the rest.
@@ -163,8 +261,26 @@ export class PostfixInstance {
     this.#procs.add(processTree(this.rootPids()).map((p) => p.pid));
   }
 
-  /** The master process (all daemons are its children), or [] when not running. */
+  /** The master process (all daemons are its children) and, with antivirus, clamd and clamav-milter. */
   rootPids(): number[] {
+    return [...this.#masterPid(), ...this.scannerPids()];
+  }
+
+  /** clamd and clamav-milter (children of the bench process), or []. */
+  scannerPids(): number[] {
+    return [this.#clamd?.pid, this.#milter?.pid].filter(
+      (p): p is number => p !== undefined && p > 0 && existsSync(`/proc/${p}`),
+    );
+  }
+
+  /** Why the instance cannot go on, or null. */
+  broken(): string | null {
+    if (this.#masterPid().length === 0) return 'the Postfix master process is gone';
+    if (this.#milter && this.#milter.exitCode !== null) return `clamav-milter exited (${this.#milter.exitCode})`;
+    return null;
+  }
+
+  #masterPid(): number[] {
     try {
       const pid = Number(readFileSync(path.join(this.#queueDir, 'pid', 'master.pid'), 'latin1').trim());
       return pid > 0 && existsSync(`/proc/${pid}`) ? [pid] : [];
@@ -193,22 +309,29 @@ export class PostfixInstance {
 
   async #shutdown(): Promise<void> {
     this.#procs.add(processTree(this.rootPids()).map((p) => p.pid));
-    if (this.rootPids().length > 0) {
+    if (this.#masterPid().length > 0) {
       spawnSync(postfixBin, ['-c', this.#configDir, 'stop'], { timeout: 30_000 });
-      const gone = await waitFor(() => this.rootPids().length === 0, 15_000, 100);
+      const gone = await waitFor(() => this.#masterPid().length === 0, 15_000, 100);
       if (!gone) spawnSync(postfixBin, ['-c', this.#configDir, 'abort'], { timeout: 30_000 });
     }
+    this.#milter?.kill('SIGTERM');
+    await this.#clamd?.stop();
     await waitFor(() => this.#procs.alive().length === 0, 5_000, 100);
     this.#procs.killAll();
     await sleep(50);
-    rmSync(this.dir, { recursive: true, force: true });
+    this.#removeDirs();
   }
 
   #emergency(): void {
     this.#procs.add(processTree(this.rootPids()).map((p) => p.pid));
-    if (this.rootPids().length > 0) spawnSync(postfixBin, ['-c', this.#configDir, 'abort'], { timeout: 10_000 });
+    if (this.#masterPid().length > 0) spawnSync(postfixBin, ['-c', this.#configDir, 'abort'], { timeout: 10_000 });
     this.#procs.killAll();
+    this.#removeDirs();
+  }
+
+  #removeDirs(): void {
     rmSync(this.dir, { recursive: true, force: true });
+    if (this.#clamdTemp) rmSync(this.#clamdTemp, { recursive: true, force: true });
   }
 
 }

@@ -186,25 +186,28 @@ export interface CpuShare {
 }
 
 /**
- * CPU accounting over one run. `benchRoots` is the bench process (its tree holds the sink, and Sekisho when that
- * is the system under test, which is subtracted); `systemRoots` the system under test.
+ * CPU accounting over one run. The bench's own CPU is its process tree (the generator and the sink) minus the
+ * parts of the system under test that it started (`spawnedRoots`: Sekisho, or Postfix's clamd and clamav-milter);
+ * `systemRoots` is the whole system under test.
  */
 export class CpuMeter {
   readonly #system: () => number[];
-  readonly #systemIsBenchChild: boolean;
+  readonly #spawned: () => number[];
   #t0 = 0;
   #sys0 = new Map<string, number>();
+  #spawned0 = 0;
   #bench0 = 0;
   #machine0 = 0;
 
-  constructor(systemRoots: () => number[], systemIsBenchChild: boolean) {
+  constructor(systemRoots: () => number[], spawnedRoots: () => number[]) {
     this.#system = systemRoots;
-    this.#systemIsBenchChild = systemIsBenchChild;
+    this.#spawned = spawnedRoots;
   }
 
   start(): this {
     this.#t0 = Date.now();
     this.#sys0 = treeCpuByLabel(this.#system());
+    this.#spawned0 = treeCpuSeconds(this.#spawned());
     this.#bench0 = treeCpuSeconds([process.pid]);
     this.#machine0 = machineBusySeconds();
     return this;
@@ -219,8 +222,8 @@ export class CpuMeter {
       systemByProcess[label] = Number(used.toFixed(2));
       system += used;
     }
-    let bench = treeCpuSeconds([process.pid]) - this.#bench0;
-    if (this.#systemIsBenchChild) bench -= system;
+    const spawned = treeCpuSeconds(this.#spawned()) - this.#spawned0;
+    const bench = treeCpuSeconds([process.pid]) - this.#bench0 - spawned;
     const machine = machineBusySeconds() - this.#machine0;
     const wall = (Date.now() - this.#t0) / 1000;
     return { system, bench, other: Math.max(0, machine - system - bench), wall, cores, systemByProcess };

@@ -171,7 +171,13 @@ export const configSchema = z
          * (`sekisho worker` is one: run it several times for more.)
          */
         workerProcesses: z.number().int().positive().default(1),
-        scanConcurrency: z.number().int().positive().default(4),
+        /**
+         * Scan jobs at once per worker process. Each also makes its message's first delivery attempt, so most of
+         * its time is waiting (clamd, the tenant's server, the metadata commit), not CPU.
+         */
+        scanConcurrency: z.number().int().positive().default(16),
+        /** Bytes of messages the scan jobs of one worker process hold in memory at once (a bigger one runs alone). */
+        scanMemoryBytes: z.number().int().positive().default(256 * 1024 * 1024),
         deliverConcurrency: z.number().int().positive().default(16),
         /** Failed attempts (crashes, not downstream deferrals) before a message is held as `failed`. */
         maxAttempts: z.number().int().positive().default(5),

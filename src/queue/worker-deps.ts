@@ -8,6 +8,7 @@ import type { Deliverer } from '../smtp/delivery.ts';
 import type { MessageStore } from '../spool/message-store.ts';
 import type { MetaStore } from '../spool/meta-store.ts';
 import type { Pipeline } from './pipeline.ts';
+import type { ByteBudget } from './byte-budget.ts';
 import type { RouteHealth } from './route-health.ts';
 
 export interface WorkerDeps {
@@ -20,6 +21,8 @@ export interface WorkerDeps {
   deliverer: Deliverer;
   /** Routes that answered lately: where the scan stage makes the first delivery attempt itself. */
   routeHealth: RouteHealth;
+  /** Bytes of messages the scan stage holds in memory (queue.scanMemoryBytes). */
+  scanMemory: ByteBudget;
   log: Logger;
   metrics: Metrics;
 }

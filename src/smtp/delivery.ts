@@ -13,6 +13,7 @@
 import type { Readable } from 'node:stream';
 import nodemailer, { type Transporter } from 'nodemailer';
 import type { Config } from '../config/schema.ts';
+import { installFastDotStuffing } from './dot-stuffing.ts';
 
 export interface RecipientOutcome {
   address: string;
@@ -82,6 +83,7 @@ export class SmtpDeliverer implements Deliverer {
   readonly #hostname: string;
 
   constructor(cfg: Config['delivery'], hostname: string) {
+    installFastDotStuffing();
     this.#cfg = cfg;
     this.#hostname = hostname;
   }

@@ -225,6 +225,30 @@ describe('relay', () => {
     await h.waitForState(mid, (s) => s[0] === 'delivered');
   });
 
+  it('scans no more message bytes at once than queue.scanMemoryBytes, and delivers everything (a bigger one alone)', async () => {
+    let running = 0;
+    let most = 0;
+    const slow: Check = {
+      name: 'slow',
+      failSymbol: 'SLOW_FAIL',
+      async run() {
+        running++;
+        most = Math.max(most, running);
+        await new Promise((r) => setTimeout(r, 100));
+        running--;
+        return [];
+      },
+    };
+    // Each message is well over 100 bytes: with this budget the 16 scan slots run one message at a time.
+    h = await Harness.start({ checks: [slow], config: { queue: { scanConcurrency: 16, scanMemoryBytes: 100 } } });
+    const replies = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => sendRaw(h!.port, 's@example.net', [`u${i}@city-a.example.lg.jp`], simpleMessage())),
+    );
+    for (const r of replies) expect(r).toMatch(/^250 /);
+    await h.sinks.a.waitFor(6);
+    expect(most).toBe(1);
+  });
+
   it('quarantines instead of delivering when a check keeps failing past scan.failQuarantineAfterMs', async () => {
     const dead: Check = { name: 'dead', failSymbol: 'DEAD_FAIL', run: async () => Promise.reject(new Error('down')) };
     h = await Harness.start({ checks: [dead], config: { scan: { failQuarantineAfterMs: 500, failRetryDelayMs: 200 } } });

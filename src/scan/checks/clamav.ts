@@ -45,12 +45,11 @@ export interface ClamavCheckOptions {
  */
 const MAX_PARALLEL_SCANS = 4;
 /**
- * clamd sessions kept open between messages: room for two messages' worth of parallel part scans (the pipeline
- * scans queue.scanConcurrency messages at once, 4 by default, most of them one or two INSTREAMs at a time). Scans
- * beyond it still run, on a connection each; an idle session costs clamd one file descriptor (it counts towards
- * MaxQueue, 200 in the managed clamd).
+ * clamd sessions kept open between messages: one per message of the default queue.scanConcurrency (16), most of
+ * which make one INSTREAM (the raw message) or two at a time. Scans beyond it still run, on a connection each; an
+ * idle session costs clamd one file descriptor (it counts towards MaxQueue, 200 in the managed clamd).
  */
-const CLAMD_SESSIONS = 2 * MAX_PARALLEL_SCANS;
+const CLAMD_SESSIONS = 16;
 /** Content-Transfer-Encodings that leave a part's bytes as they are in the raw message. */
 const IDENTITY_ENCODINGS = new Set(['', '7bit', '8bit', 'binary']);
 

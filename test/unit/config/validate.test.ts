@@ -58,7 +58,7 @@ describe('a valid configuration', () => {
     dataDir: 'var',
     admin: { listen: '[::1]:8025' },
     log: { level: 'warn' },
-    queue: { workerProcesses: 2, scanConcurrency: 2, deliverConcurrency: 8, maxAttempts: 3, attemptBackoffMs: 1000, reconcileIntervalMs: 10_000, lockDurationMs: 60_000 },
+    queue: { workerProcesses: 2, scanConcurrency: 2, scanMemoryBytes: 1_048_576, deliverConcurrency: 8, maxAttempts: 3, attemptBackoffMs: 1000, reconcileIntervalMs: 10_000, lockDurationMs: 60_000 },
     scan: { checkTimeoutMs: 10_000, failRetryDelayMs: 30_000, failQuarantineAfterMs: 7_200_000 },
     delivery: {
       retryInitialDelayMs: 60_000,
