@@ -6,13 +6,14 @@
  *
  * With `antivirus`, the instance is the gateway Sekisho replaces: Postfix with clamav-milter (Debian's package)
  * in front of a clamd of its own — the same clamd, started by Sekisho's own code with Sekisho's defaults (signatures,
- * ScanMail, limits, temporary files in /dev/shm, niceness), so that both systems pay for the same scan. The milter
+ * ScanMail, limits, temporary files in /dev/shm), so that both systems pay for the same scan; at the default
+ * priority, as Debian's clamav-daemon runs (Sekisho nices its own). The milter
  * scans before the 250 (what clamav-milter does), up to the same 50 MB, and rejects what is infected.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
+import os, { setPriority } from 'node:os';
 import path from 'node:path';
 import { type ManagedClamd, startManagedClamd } from '../../src/services/clamd.ts';
 import { onCleanup } from './cleanup.ts';
@@ -179,6 +180,9 @@ export class PostfixInstance {
     mkdirSync(path.join(dir, 'clamd'), { recursive: true });
     this.#clamdTemp = mkdtempSync('/dev/shm/sekisho-bench-clamd-');
     this.#clamd = await startManagedClamd({ dir: path.join(dir, 'clamd'), tempDir: this.#clamdTemp, ...clamdDefaults });
+    // Sekisho nices its clamd (scanning yields to accepting); Debian's clamav-daemon runs at the default priority,
+    // and so does this one.
+    setPriority(this.#clamd.pid, 0);
     const port = await freePort();
     const conf = path.join(dir, 'clamav-milter.conf');
     writeFileSync(conf, milterConf(dir, port, this.#clamd.socket, this.#clamdTemp));
