@@ -68,14 +68,21 @@ function parse(argv: string[]): Args {
   };
 }
 
-/** Resolves the outcome of a set of cleanups, in order, once a signal arrives. */
-function onShutdown(log: Logger, steps: (() => Promise<void>)[]): void {
+/**
+ * Stops the process on SIGTERM/SIGINT (or when its parent goes): runs the cleanups handed to `ready`, in order,
+ * then exits. Installed before anything starts: a signal that arrives while a service is still starting (a managed
+ * clamd loads its databases for up to a minute) is remembered and acted on once everything started is known, so
+ * that no child service (clamd, redis-server) is left running and no temporary directory is left behind.
+ */
+function shutdownOnSignal(log: Logger): { ready(steps: (() => Promise<void>)[]): void } {
+  let steps: (() => Promise<void>)[] | undefined;
+  let requested: string | undefined;
   let stopping = false;
-  const stop = async (signal: string) => {
+  const stop = async (signal: string, cleanups: (() => Promise<void>)[]) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    for (const step of steps) {
+    for (const step of cleanups) {
       try {
         await step();
       } catch (err) {
@@ -85,9 +92,23 @@ function onShutdown(log: Logger, steps: (() => Promise<void>)[]): void {
     log.info('stopped');
     process.exit(0);
   };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('disconnect', () => void stop('parent gone'));
+  const request = (signal: string) => {
+    if (steps) {
+      void stop(signal, steps);
+    } else if (requested === undefined) {
+      requested = signal;
+      log.info({ signal }, 'stop requested while starting: stopping as soon as what is starting is up');
+    }
+  };
+  process.on('SIGTERM', () => request('SIGTERM'));
+  process.on('SIGINT', () => request('SIGINT'));
+  process.on('disconnect', () => request('parent gone'));
+  return {
+    ready(cleanups) {
+      steps = cleanups;
+      if (requested !== undefined) void stop(requested, cleanups);
+    },
+  };
 }
 
 function requireRedis(config: Config, args: Args, role: string): string {
@@ -112,6 +133,7 @@ async function metricsListener(listen: string | undefined, config: Config, metri
 async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
   const { config } = loaded;
   const log = createLogger(config.log.level, { role: 'main' });
+  const shutdown = shutdownOnSignal(log);
   mkdirSync(config.dataDir, { recursive: true });
   const cleanups: (() => Promise<void>)[] = [];
 
@@ -191,7 +213,7 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
   const remoteMetrics = async (): Promise<MetricsJson[]> => (await Promise.all(slots.map((s) => childMetrics(s.child)))).flat();
   const admin = await startAdmin(config, { meta: stores.meta, pipeline: ingress.pipeline, metrics: ingress.metrics, remoteMetrics }, log);
 
-  onShutdown(log, [
+  shutdown.ready([
     () => ingress.stop(),
     () => admin.stop(),
     async () => {
@@ -218,6 +240,7 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
 async function runWorkerRole(loaded: LoadedConfig, args: Args): Promise<void> {
   const { config } = loaded;
   const log = createLogger(config.log.level, { role: 'worker' });
+  const shutdown = shutdownOnSignal(log);
   const redisUrl = requireRedis(config, args, 'worker');
   const scan = await engines(args, config, log);
   const stores = openStores(config, 'worker');
@@ -230,28 +253,30 @@ async function runWorkerRole(loaded: LoadedConfig, args: Args): Promise<void> {
       .catch(() => undefined);
   });
   const extra = await metricsListener(args.metricsListen, config, worker.metrics, worker.pipeline, stores, log);
-  onShutdown(log, [async () => extra?.stop(), () => worker.stop(), () => closeStores(stores), () => scan.stop()]);
+  shutdown.ready([async () => extra?.stop(), () => worker.stop(), () => closeStores(stores), () => scan.stop()]);
   log.info('stage workers running');
 }
 
 async function runIngressRole(loaded: LoadedConfig, args: Args): Promise<void> {
   const { config } = loaded;
   const log = createLogger(config.log.level, { role: 'ingress' });
+  const shutdown = shutdownOnSignal(log);
   const redisUrl = requireRedis(config, args, 'ingress');
   const stores = openStores(config);
   const ingress = await startIngress(config, { redisUrl, log, stores });
   const extra = await metricsListener(args.metricsListen, config, ingress.metrics, ingress.pipeline, stores, log);
-  onShutdown(log, [() => ingress.stop(), async () => extra?.stop(), () => closeStores(stores)]);
+  shutdown.ready([() => ingress.stop(), async () => extra?.stop(), () => closeStores(stores)]);
 }
 
 async function runAdminRole(loaded: LoadedConfig, args: Args): Promise<void> {
   const { config } = loaded;
   const log = createLogger(config.log.level, { role: 'admin' });
+  const shutdown = shutdownOnSignal(log);
   const redisUrl = requireRedis(config, args, 'admin');
   const stores = openStores(config, 'admin');
   const pipeline = new Pipeline(redisUrl, config.redis.prefix, config.queue);
   const admin = await startAdmin(config, { meta: stores.meta, pipeline, metrics: createMetrics('admin') }, log);
-  onShutdown(log, [() => admin.stop(), () => pipeline.close(), () => closeStores(stores)]);
+  shutdown.ready([() => admin.stop(), () => pipeline.close(), () => closeStores(stores)]);
 }
 
 function checkConfig(file: string | undefined): number {

@@ -11,7 +11,8 @@ export async function finalizeIfDone(deps: Pick<WorkerDeps, 'meta' | 'store'>, m
   if (!msg || msg.state !== 'delivering') return false;
   const rcpts = await deps.meta.getRecipients(mid);
   if (rcpts.some(isOpenRecipient)) return false;
-  await deps.meta.updateMessage(mid, { state: 'done' });
+  // Durable before the spool file goes: a power cut must not bring back a `delivering` record without its bytes.
+  await deps.meta.update(mid, { message: { state: 'done' }, durable: true });
   const count = (s: string) => rcpts.filter((r) => r.state === s).length;
   const held = count('quarantined') > 0;
   if (!held) await deps.store.delete(mid);

@@ -151,8 +151,12 @@ export function createScanProcessor(deps: WorkerDeps) {
         const reply = [...reasons.filter((r) => r.endsWith('forces reject')), ...reasons.filter((r) => !r.endsWith('forces reject'))]
           .join('; ')
           .slice(0, MAX_REPLY_REASON_CHARS);
-        await meta.updateMessage(mid, { state: 'rejected', verdict: record, lastError: null });
-        await meta.updateRecipients(mid, undefined, { state: 'rejected', action: 'reject', response: `550 5.7.1 ${reply}` });
+        // One durable change before the spool file goes (see MessageChange.durable).
+        await meta.update(mid, {
+          recipients: [{ patch: { state: 'rejected', action: 'reject', response: `550 5.7.1 ${reply}` } }],
+          message: { state: 'rejected', verdict: record, lastError: null },
+          durable: true,
+        });
         await store.delete(mid);
         for (const [tenant] of decisions) metrics.actions.inc({ action: 'reject', tenant });
         log.info({ symbols: verdict.symbols, reply }, 'rejected in session');

@@ -94,6 +94,13 @@ export interface MessageChange {
   message?: MessagePatch;
   /** Applied in order; `addresses` undefined means every recipient of the message. */
   recipients?: readonly { addresses?: readonly string[]; patch: RecipientPatch }[];
+  /**
+   * Resolve only once this change (and every write before it) would survive a power cut, even in a store whose
+   * commits are not each made durable (SqliteMetaStoreOptions.synchronous 'normal'). For a change after which the
+   * caller removes the message's bytes from the spool: the record must not come back from a power cut older than
+   * the spool (a `delivering` message whose file is gone).
+   */
+  durable?: boolean;
 }
 
 export interface ListOptions {

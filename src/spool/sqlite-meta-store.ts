@@ -129,6 +129,7 @@ export interface SqliteMetaStoreOptions {
 /** Set by the class's static block, which alone reaches the private fields: see sqliteMetaStoreTestHooks. */
 let writerOf: (store: SqliteMetaStore) => Worker;
 let commitsOf: (store: SqliteMetaStore) => number;
+let syncedCommitsOf: (store: SqliteMetaStore) => number;
 
 interface PendingWrite {
   resolve: () => void;
@@ -152,6 +153,7 @@ export class SqliteMetaStore implements MetaStore {
   readonly #outbox: WriteRequest[] = [];
   #lastRequestId = 0;
   #commits = 0;
+  #syncedCommits = 0;
   #closing: Promise<void> | undefined;
   /** Why writes are refused: set by close() or when the writer thread stopped. */
   #refusal: string | undefined;
@@ -237,6 +239,7 @@ export class SqliteMetaStore implements MetaStore {
       messageId: id,
       ...(change.message && { message: wirePatch(change.message) }),
       recipients: change.recipients ?? [],
+      ...(change.durable && { durable: true }),
       now,
     });
   }
@@ -314,6 +317,7 @@ export class SqliteMetaStore implements MetaStore {
 
   #settle(batch: FromWriter): void {
     if (batch.committed) this.#commits++;
+    if (batch.committed && batch.synced) this.#syncedCommits++;
     for (const { id, error } of batch.results) {
       const p = this.#pending.get(id);
       if (!p) continue;
@@ -340,12 +344,15 @@ export class SqliteMetaStore implements MetaStore {
   static {
     writerOf = (store) => store.#writer;
     commitsOf = (store) => store.#commits;
+    syncedCommitsOf = (store) => store.#syncedCommits;
   }
 }
 
 /** For tests only: the writer thread's count of committed batches, and a way to kill the thread. */
 export const sqliteMetaStoreTestHooks = {
   commits: (store: SqliteMetaStore): number => commitsOf(store),
+  /** Commits made with synchronous = FULL (an fsync of the WAL each). */
+  syncedCommits: (store: SqliteMetaStore): number => syncedCommitsOf(store),
   terminateWriter: async (store: SqliteMetaStore): Promise<void> => {
     await writerOf(store).terminate();
   },

@@ -28,7 +28,8 @@ import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_thread
  *   A MessagePatch whose verdict is JSON text already (serialised by the store, in the caller).
  * @typedef {{ op: 'insert', msg: NewMessage, now: number }
  *   | { op: 'update', messageId: string, message?: WireMessagePatch,
- *       recipients: readonly { addresses?: readonly string[], patch: RecipientPatch }[], now: number }
+ *       recipients: readonly { addresses?: readonly string[], patch: RecipientPatch }[], now: number,
+ *       durable?: boolean }
  *   | { op: 'delete', messageId: string }} WriteOp
  *   What to write; `now` is the caller's clock, read when the write was requested.
  * @typedef {WriteOp & { id: number }} WriteRequest
@@ -36,8 +37,9 @@ import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_thread
  *   `close`: write what came before it, close the connection, end the thread.
  * @typedef {{ name: string, message: string, code?: string, cause?: WireError }} WireError
  * @typedef {{ id: number, error?: WireError }} WriteResult
- * @typedef {{ committed: boolean, results: WriteResult[] }} FromWriter
- *   One per batch, after its COMMIT (committed) or its rollback (every result has an error).
+ * @typedef {{ committed: boolean, results: WriteResult[], synced?: boolean }} FromWriter
+ *   One per batch, after its COMMIT (committed) or its rollback (every result has an error); `synced`: the COMMIT
+ *   ran with synchronous = FULL (an fsync of the WAL).
  * @typedef {{ file: string, synchronous: 'full' | 'normal', busyTimeoutMs: number }} WriterOptions
  */
 
@@ -227,6 +229,10 @@ function openWriter(opts) {
   function writeBatch(batch) {
     /** @type {WriteResult[]} */
     const results = [];
+    // A durable request (MessageChange.durable) makes its whole batch commit with an fsync of the WAL, which also
+    // makes every earlier commit of this connection durable.
+    const syncThisBatch = opts.synchronous === 'normal' && batch.some((r) => r.op === 'update' && r.durable);
+    if (syncThisBatch) db.pragma('synchronous = FULL');
     try {
       stmt.begin.run();
       for (const request of batch) {
@@ -243,12 +249,15 @@ function openWriter(opts) {
           results.push({ id: request.id, error: toWire(err) });
         }
       }
+      const synced = db.pragma('synchronous', { simple: true }) === 2;
       stmt.commit.run();
-      return { committed: true, results };
+      return { committed: true, results, synced };
     } catch (err) {
       if (db.inTransaction) stmt.rollback.run();
       const error = toWire(err);
       return { committed: false, results: batch.map((r) => ({ id: r.id, error })) };
+    } finally {
+      if (syncThisBatch) db.pragma('synchronous = NORMAL');
     }
   }
 

@@ -3,7 +3,8 @@
  * `ingress` + `worker` as separate processes sharing one Redis and data dir; both stop cleanly on SIGTERM.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,6 +71,44 @@ it('start: runs everything with a managed redis-server, delivers, serves /health
   app.proc.kill('SIGTERM');
   expect(await app.exited).toBe(0);
   expect(app.output()).toContain('"msg":"stopped"');
+});
+
+it('start: a SIGTERM while it is still starting stops it once started, leaving no clamd, redis-server or temp dir', async () => {
+  const { file } = await writeConfig({});
+  const app = run(['start', '--config', file]);
+  // The managed redis-server is up and the managed clamd is being started.
+  for (let i = 0; i < 600 && !app.output().includes('started a managed redis-server'); i++) await new Promise((r) => setTimeout(r, 50));
+  expect(app.output()).toContain('started a managed redis-server');
+  app.proc.kill('SIGTERM');
+  expect(await app.exited).toBe(0);
+  expect(app.output()).toContain('stop requested while starting');
+  expect(app.output()).toContain('"msg":"stopped"');
+  const dataDir = path.join(dir, 'data');
+  const survivors = readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .map((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+      } catch {
+        return '';
+      }
+    })
+    .filter((cmd) => cmd.includes(dataDir));
+  expect(survivors).toEqual([]);
+  const tmp = readFileSync(path.join(dataDir, 'clamd', 'tmpdir'), 'utf8').trim();
+  expect(existsSync(tmp)).toBe(false);
+  // redis-server's command line names its port, not the data dir.
+  const redisPort = Number(/"url":"redis:\/\/127\.0\.0\.1:(\d+)/.exec(app.output())?.[1]);
+  expect(redisPort).toBeGreaterThan(0);
+  const refused = await new Promise<boolean>((resolve) => {
+    const sock = net.connect(redisPort, '127.0.0.1');
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(false);
+    });
+    sock.once('error', () => resolve(true));
+  });
+  expect(refused).toBe(true);
 });
 
 it('start with queue.workerProcesses 2: two worker children share the queues, /metrics adds up both, all stop on SIGTERM', async () => {

@@ -206,6 +206,24 @@ describe('SqliteMetaStore', () => {
     }
   });
 
+  it('commits a durable change with an fsync in a NORMAL store, and the others without', async () => {
+    const ingress = openStore({ synchronous: 'full' });
+    const worker = openStore({ synchronous: 'normal' });
+    const msg = newMessage();
+    await ingress.insertMessage(msg);
+    expect(sqliteMetaStoreTestHooks.syncedCommits(ingress)).toBe(1);
+    const synced = () => sqliteMetaStoreTestHooks.syncedCommits(worker);
+    await worker.update(msg.id, { recipients: [{ patch: { state: 'delivered' } }] });
+    expect(synced()).toBe(0);
+    await worker.update(msg.id, { message: { state: 'done' }, durable: true });
+    expect(synced()).toBe(1);
+    // Back to NORMAL for what follows.
+    await worker.updateMessage(msg.id, { lastError: 'x' });
+    expect(synced()).toBe(1);
+    expect(sqliteMetaStoreTestHooks.commits(worker)).toBe(3);
+    expect(await ingress.getMessage(msg.id)).toMatchObject({ state: 'done', lastError: 'x' });
+  });
+
   it('flushes queued writes before it closes, and refuses writes after (SEKISHO_ERR_META_UNAVAILABLE)', async () => {
     const store = new SqliteMetaStore(file);
     const a = newMessage();
