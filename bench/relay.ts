@@ -1,5 +1,9 @@
 /**
- * `npm run bench:relay` — throughput, latency and memory of the relay path, Sekisho next to a private Postfix.
+ * `npm run bench:relay` — throughput, latency and memory of the relay path, Sekisho next to private Postfix instances.
+ *
+ * Systems: `sekisho` (`sekisho start` on its defaults: every message scanned by ClamAV); `postfix` (relays only: the
+ * baseline issue 2's targets name); `postfix-av` (Postfix + clamav-milter on a clamd configured as Sekisho's own,
+ * the like-for-like baseline: both pay for the same scan). Postfix needs root; clamav-milter is Debian's package.
  *
  * A sink (smtp-server on 127.0.0.1, in a child process) receives what the system under test relays and records
  * when each message arrived, by its `X-Bench-Id` header. A load generator (raw-socket SMTP, concurrency 20) sends
@@ -10,7 +14,7 @@
  *   e2e msgs/s       — delivered messages / time until the sink had the last of them
  *   p50/p99 latency  — per message, from its MAIL FROM to its arrival at the sink
  *   peak RSS / PSS   — of the system's whole process tree, sampled from /proc every 100 ms
- * then the ratios Sekisho/Postfix, and the RSS growth of Sekisho while it accepts one 50 MB message.
+ * then the ratios Sekisho / each baseline, and the RSS growth of each system while it accepts one 50 MB message.
  *
  * Bounded: every load has a count and a deadline, every wait a timeout and a stall limit, the whole run a time
  * limit; it talks to 127.0.0.1 only, and stops the systems and removes their temp dirs on any exit (Ctrl-C too).
