@@ -79,10 +79,10 @@ async function startDelivery(
 }
 
 export function createScanProcessor(deps: WorkerDeps) {
-  const { config, meta, store, tenants, pipeline, checks, metrics } = deps;
+  const { meta, pipeline } = deps;
 
   return async function processScan(job: Job<ScanJobData, ScanResult>, token?: string): Promise<ScanResult> {
-    const { mid, sessionDeadline } = job.data;
+    const { mid } = job.data;
     const log = deps.log.child({ mid, stage: 'scan' });
     const msg = await meta.getMessage(mid);
     if (!msg) return { outcome: 'accepted' };
@@ -97,98 +97,112 @@ export function createScanProcessor(deps: WorkerDeps) {
     // them from memory): its size is held against the process's budget for that long.
     const release = await deps.scanMemory.acquire(msg.size);
     try {
-      const started = performance.now();
-      const raw = await store.read(mid);
-      const verdict = await runChecks(
-        checks,
-        {
-          messageId: mid,
-          raw,
-          log,
-          envelope: {
-            mailFrom: msg.mailFrom,
-            recipients: recipients.map((r) => ({ address: r.address, tenantId: r.tenantId })),
-            clientIp: msg.clientIp,
-            helo: msg.helo,
-            tls: msg.tls,
-          },
-        },
-        {
-          checkTimeoutMs: config.scan.checkTimeoutMs,
-          onCheckDone: (check, outcome, ms) => metrics.checkSeconds.observe({ check, outcome }, ms / 1000),
-        },
-      );
-      metrics.stageSeconds.observe({ stage: 'scan' }, (performance.now() - started) / 1000);
-
-      const ageMs = Date.now() - msg.receivedAt;
-      const decisions = new Map<string, Decision>();
-      for (const tenantId of new Set(recipients.map((r) => r.tenantId))) {
-        const tenant = tenants.byId(tenantId);
-        if (!tenant) {
-          // The tenant was removed from the config after the message arrived: hold it for an operator.
-          decisions.set(tenantId, { action: 'quarantine', score: 0, reasons: [`tenant "${tenantId}" is no longer configured`] });
-          continue;
-        }
-        decisions.set(tenantId, decide(verdict, tenant, config.policy, { ageMs, scan: config.scan }));
-      }
-      const record = {
-        ...verdict,
-        decisions: Object.fromEntries([...decisions].map(([t, d]) => [t, d])),
-        scannedAt: Date.now(),
-      };
-
-      if ([...decisions.values()].some((d) => d.action === 'tempfail')) {
-        await meta.updateMessage(mid, { verdict: record, lastError: verdict.failedChecks.map((c) => `${c} failed`).join('; ') });
-        log.warn({ failedChecks: verdict.failedChecks, retryInMs: config.scan.failRetryDelayMs }, 'check failed; scan again later');
-        await job.moveToDelayed(Date.now() + config.scan.failRetryDelayMs, token);
-        throw new DelayedError();
-      }
-
-      const actions = [...decisions.values()].map((d) => d.action);
-      if (actions.every((a) => a === 'reject') && sessionDeadline > Date.now() && (await pipeline.claimSession(mid, 'worker'))) {
-        // The finding that forced the reject (e.g. the virus name) leads the reply; score lines follow.
-        const reasons = [...new Set([...decisions.values()].flatMap((d) => d.reasons))];
-        const reply = [...reasons.filter((r) => r.endsWith('forces reject')), ...reasons.filter((r) => !r.endsWith('forces reject'))]
-          .join('; ')
-          .slice(0, MAX_REPLY_REASON_CHARS);
-        // One durable change before the spool file goes (see MessageChange.durable).
-        await meta.update(mid, {
-          recipients: [{ patch: { state: 'rejected', action: 'reject', response: `550 5.7.1 ${reply}` } }],
-          message: { state: 'rejected', verdict: record, lastError: null },
-          durable: true,
-        });
-        await store.delete(mid);
-        for (const [tenant] of decisions) metrics.actions.inc({ action: 'reject', tenant });
-        log.info({ symbols: verdict.symbols, reply }, 'rejected in session');
-        return { outcome: 'rejected', reply };
-      }
-
-      const deliverTo = new Set<string>();
-      const patches: { addresses: string[]; patch: RecipientPatch }[] = [];
-      const after = new Map<string, RecipientRecord>();
-      for (const [tenantId, d] of decisions) {
-        const s = stateFor(d.action);
-        const mine = recipients.filter((r) => r.tenantId === tenantId);
-        const response = s.state === 'quarantined' ? `quarantined: ${[s.why, ...d.reasons].filter(Boolean).join('; ')}` : null;
-        const patch = { action: d.action, state: s.state, response };
-        patches.push({ addresses: mine.map((r) => r.address), patch });
-        for (const r of mine) after.set(r.address, { ...r, ...patch });
-        metrics.actions.inc({ action: d.action, tenant: tenantId });
-        if (s.state === 'quarantined') metrics.deliveries.inc({ outcome: 'quarantined', tenant: tenantId }, mine.length);
-        if (s.deliver) deliverTo.add(tenantId);
-      }
-      await meta.update(mid, { recipients: patches, message: { state: 'delivering', verdict: record, lastError: null } });
-      log.info(
-        { symbols: verdict.symbols.map((s) => s.name), actions: Object.fromEntries([...decisions].map(([t, d]) => [t, d.action])) },
-        'scanned',
-      );
-      // While an SMTP session waits for this verdict, the job ends here and delivery is a job of its own; otherwise
-      // the first attempt is made right here, which spares a job per message.
-      const inline = sessionDeadline <= Date.now();
-      await startDelivery(deps, { ...msg, state: 'delivering', verdict: record }, [...after.values()], deliverTo, inline, log, raw);
-      return { outcome: 'accepted' };
+      return await scanAndDecide(deps, job, token, msg, recipients, log);
     } finally {
       release();
     }
   };
+}
+
+/** Scans a message held in memory, records the verdict and each tenant's action, and starts its delivery. */
+async function scanAndDecide(
+  deps: WorkerDeps,
+  job: Job<ScanJobData, ScanResult>,
+  token: string | undefined,
+  msg: MessageRecord,
+  recipients: RecipientRecord[],
+  log: Logger,
+): Promise<ScanResult> {
+  const { config, meta, store, tenants, pipeline, checks, metrics } = deps;
+  const { mid, sessionDeadline } = job.data;
+  const started = performance.now();
+  const raw = await store.read(mid);
+  const verdict = await runChecks(
+    checks,
+    {
+      messageId: mid,
+      raw,
+      log,
+      envelope: {
+        mailFrom: msg.mailFrom,
+        recipients: recipients.map((r) => ({ address: r.address, tenantId: r.tenantId })),
+        clientIp: msg.clientIp,
+        helo: msg.helo,
+        tls: msg.tls,
+      },
+    },
+    {
+      checkTimeoutMs: config.scan.checkTimeoutMs,
+      onCheckDone: (check, outcome, ms) => metrics.checkSeconds.observe({ check, outcome }, ms / 1000),
+    },
+  );
+  metrics.stageSeconds.observe({ stage: 'scan' }, (performance.now() - started) / 1000);
+
+  const ageMs = Date.now() - msg.receivedAt;
+  const decisions = new Map<string, Decision>();
+  for (const tenantId of new Set(recipients.map((r) => r.tenantId))) {
+    const tenant = tenants.byId(tenantId);
+    if (!tenant) {
+      // The tenant was removed from the config after the message arrived: hold it for an operator.
+      decisions.set(tenantId, { action: 'quarantine', score: 0, reasons: [`tenant "${tenantId}" is no longer configured`] });
+      continue;
+    }
+    decisions.set(tenantId, decide(verdict, tenant, config.policy, { ageMs, scan: config.scan }));
+  }
+  const record = {
+    ...verdict,
+    decisions: Object.fromEntries([...decisions].map(([t, d]) => [t, d])),
+    scannedAt: Date.now(),
+  };
+
+  if ([...decisions.values()].some((d) => d.action === 'tempfail')) {
+    await meta.updateMessage(mid, { verdict: record, lastError: verdict.failedChecks.map((c) => `${c} failed`).join('; ') });
+    log.warn({ failedChecks: verdict.failedChecks, retryInMs: config.scan.failRetryDelayMs }, 'check failed; scan again later');
+    await job.moveToDelayed(Date.now() + config.scan.failRetryDelayMs, token);
+    throw new DelayedError();
+  }
+
+  const actions = [...decisions.values()].map((d) => d.action);
+  if (actions.every((a) => a === 'reject') && sessionDeadline > Date.now() && (await pipeline.claimSession(mid, 'worker'))) {
+    // The finding that forced the reject (e.g. the virus name) leads the reply; score lines follow.
+    const reasons = [...new Set([...decisions.values()].flatMap((d) => d.reasons))];
+    const reply = [...reasons.filter((r) => r.endsWith('forces reject')), ...reasons.filter((r) => !r.endsWith('forces reject'))]
+      .join('; ')
+      .slice(0, MAX_REPLY_REASON_CHARS);
+    // One durable change before the spool file goes (see MessageChange.durable).
+    await meta.update(mid, {
+      recipients: [{ patch: { state: 'rejected', action: 'reject', response: `550 5.7.1 ${reply}` } }],
+      message: { state: 'rejected', verdict: record, lastError: null },
+      durable: true,
+    });
+    await store.delete(mid);
+    for (const [tenant] of decisions) metrics.actions.inc({ action: 'reject', tenant });
+    log.info({ symbols: verdict.symbols, reply }, 'rejected in session');
+    return { outcome: 'rejected', reply };
+  }
+
+  const deliverTo = new Set<string>();
+  const patches: { addresses: string[]; patch: RecipientPatch }[] = [];
+  const after = new Map<string, RecipientRecord>();
+  for (const [tenantId, d] of decisions) {
+    const s = stateFor(d.action);
+    const mine = recipients.filter((r) => r.tenantId === tenantId);
+    const response = s.state === 'quarantined' ? `quarantined: ${[s.why, ...d.reasons].filter(Boolean).join('; ')}` : null;
+    const patch = { action: d.action, state: s.state, response };
+    patches.push({ addresses: mine.map((r) => r.address), patch });
+    for (const r of mine) after.set(r.address, { ...r, ...patch });
+    metrics.actions.inc({ action: d.action, tenant: tenantId });
+    if (s.state === 'quarantined') metrics.deliveries.inc({ outcome: 'quarantined', tenant: tenantId }, mine.length);
+    if (s.deliver) deliverTo.add(tenantId);
+  }
+  await meta.update(mid, { recipients: patches, message: { state: 'delivering', verdict: record, lastError: null } });
+  log.info(
+    { symbols: verdict.symbols.map((s) => s.name), actions: Object.fromEntries([...decisions].map(([t, d]) => [t, d.action])) },
+    'scanned',
+  );
+  // While an SMTP session waits for this verdict, the job ends here and delivery is a job of its own; otherwise
+  // the first attempt is made right here, which spares a job per message.
+  const inline = sessionDeadline <= Date.now();
+  await startDelivery(deps, { ...msg, state: 'delivering', verdict: record }, [...after.values()], deliverTo, inline, log, raw);
+  return { outcome: 'accepted' };
 }
