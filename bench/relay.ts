@@ -185,7 +185,7 @@ const concurrency = Number(args.concurrency);
 const perConnection = Number(args['per-connection']);
 const bigRuns = Number(args['big-runs'] ?? (quick ? 1 : 3));
 const repeat = Number(args.repeat);
-/** Top-level keys replaced in Sekisho's bench config (a tuning experiment; the report shows them). */
+/** Merged (deeply) over Sekisho's bench config: a tuning experiment; the JSON report shows it. */
 const sekishoExtraConfig = (args['sekisho-config'] ? parseYaml(args['sekisho-config']) : {}) as Record<string, unknown>;
 
 const allWorkloads: Record<string, Workload> = {

@@ -3,6 +3,8 @@
  * engines) into the ingress, the stage workers and the admin app (STYLE rule 5). The CLI and the integration
  * tests both build Sekisho from these pieces.
  */
+import type { Socket } from 'node:net';
+import { parseListen } from './listen.ts';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { buildAdminApp, type AdminDeps } from './admin/app.ts';
@@ -110,14 +112,17 @@ export async function startWorker(
 }
 
 export interface IngressRuntime extends Running {
+  /** The SMTP port, or 0 when `external` (nothing listens here). */
   port: number;
   pipeline: Pipeline;
   metrics: Metrics;
+  /** Runs the session of a connection accepted elsewhere (`external`: the main process's dispatcher). */
+  connect(socket: Socket): Promise<void>;
 }
 
 export async function startIngress(
   config: Config,
-  opts: { redisUrl: string; log: Logger; stores: Stores; metrics?: Metrics; pipeline?: Pipeline },
+  opts: { redisUrl: string; log: Logger; stores: Stores; metrics?: Metrics; pipeline?: Pipeline; external?: boolean },
 ): Promise<IngressRuntime> {
   const metrics = opts.metrics ?? createMetrics('ingress');
   const pipeline = opts.pipeline ?? new Pipeline(opts.redisUrl, config.redis.prefix, config.queue);
@@ -129,13 +134,20 @@ export async function startIngress(
     pipeline,
     log: opts.log,
     metrics,
+    external: opts.external ?? false,
   });
-  const { port } = await ingress.listen();
-  opts.log.info({ listen: `${config.smtp.listen.replace(/:\d+$/, '')}:${port}` }, 'SMTP ingress listening');
+  let port = 0;
+  if (opts.external) {
+    opts.log.info('SMTP ingress taking connections from the main process');
+  } else {
+    ({ port } = await ingress.listen());
+    opts.log.info({ listen: `${config.smtp.listen.replace(/:\d+$/, '')}:${port}` }, 'SMTP ingress listening');
+  }
   return {
     port,
     pipeline,
     metrics,
+    connect: (socket) => ingress.connect(socket),
     async stop() {
       await ingress.close();
       if (!opts.pipeline) await pipeline.close();
@@ -145,8 +157,7 @@ export async function startIngress(
 
 export async function startAdmin(config: Config, deps: AdminDeps, log: Logger): Promise<Running & { port: number }> {
   const app = buildAdminApp(deps);
-  const i = config.admin.listen.lastIndexOf(':');
-  await app.listen({ host: config.admin.listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(config.admin.listen.slice(i + 1)) });
+  await app.listen(parseListen(config.admin.listen));
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
   log.info({ listen: config.admin.listen, port }, 'admin listening');

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { merge } from '../../test/helpers/merge.ts';
 import { onCleanup } from './cleanup.ts';
 import { benchDomain } from './message.ts';
 import { ProcessSet, processTree } from './proc-rss.ts';
@@ -57,7 +58,7 @@ export class SekishoInstance {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'sekisho-bench-'));
     const port = await freePort();
     const adminPort = await freePort();
-    const config = {
+    const config = merge({
       hostname: 'bench-sekisho.localdomain',
       smtp: {
         listen: `127.0.0.1:${port}`,
@@ -76,8 +77,7 @@ export class SekishoInstance {
           deliverTo: `smtp://127.0.0.1:${sinkPort}`,
         },
       ],
-      ...extraConfig,
-    };
+    }, extraConfig);
     const configFile = path.join(dir, 'sekisho.yaml');
     writeFileSync(configFile, stringify(config));
     const child = spawn(process.execPath, [entry, 'start', '--config', configFile], {

@@ -1,7 +1,10 @@
 /**
  * The `sekisho` command.
- *   sekisho start [--config FILE]          everything: ingress + admin here, the stage workers in a child process
- *   sekisho ingress [--config FILE]        the SMTP ingress alone (needs redis.url)
+ *   sekisho start [--config FILE]          everything: ingress + admin here (or, with smtp.ingressProcesses > 1, the
+ *                                          listening socket here and SMTP sessions in ingress children), the stage
+ *                                          workers in child processes
+ *   sekisho ingress [--config FILE]        the SMTP ingress alone (needs redis.url); `--from-parent` is internal:
+ *                                          an ingress child of `sekisho start`, fed connections over IPC
  *   sekisho worker [--config FILE]         the stage workers alone (needs redis.url)
  *   sekisho admin [--config FILE]          the admin HTTP app alone (needs redis.url)
  *   sekisho check-config FILE              validate a config file; every error with its key path; exit 1 if any
@@ -9,9 +12,11 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
+import { Socket } from 'node:net';
 import { setPriority } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import { createMetrics, type Metrics } from '../admin/metrics.ts';
@@ -25,12 +30,15 @@ import type { ScanEngines } from '../scan/registry.ts';
 import { startDemoMailbox } from '../services/demo-mailbox.ts';
 import { startClamdForConfig } from '../services/clamd.ts';
 import { startManagedRedis } from '../services/redis-server.ts';
+import { type ConnectionClosed, IngressDispatcher, type IngressReady, isHandOver } from '../smtp/dispatcher.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/sekisho.js', import.meta.url));
 /** Worker child restarts back off from 1 s to this, so a crash loop does not spin. */
 const MAX_RESTART_DELAY_MS = 30_000;
 /** Niceness of the worker child relative to the ingress (0 = same, 19 = lowest). */
 const WORKER_NICENESS = 5;
+/** How long `sekisho start` waits for its first ingress child before it listens anyway. */
+const INGRESS_READY_TIMEOUT_MS = 60_000;
 /** How long the admin waits for the worker child's metrics before scraping without them. */
 const CHILD_METRICS_TIMEOUT_MS = 2_000;
 
@@ -43,6 +51,8 @@ interface Args {
   redisUrl?: string;
   clamdSocket?: string;
   metricsListen?: string;
+  /** `ingress` as a child of `sekisho start`: sessions of the connections the parent hands over (IPC). */
+  fromParent: boolean;
 }
 
 function parse(argv: string[]): Args {
@@ -54,6 +64,7 @@ function parse(argv: string[]): Args {
       'redis-url': { type: 'string' },
       'clamd-socket': { type: 'string' },
       'metrics-listen': { type: 'string' },
+      'from-parent': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -65,6 +76,7 @@ function parse(argv: string[]): Args {
     redisUrl: values['redis-url'],
     clamdSocket: values['clamd-socket'],
     metricsListen: values['metrics-listen'],
+    fromParent: values['from-parent'] ?? false,
   };
 }
 
@@ -155,86 +167,155 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
 
   const scan = await engines(args, config, log);
   const stores = openStores(config);
-  const ingress = await startIngress(config, { redisUrl, log, stores });
+  const configArgs = ['--redis-url', redisUrl, ...(loaded.file ? ['--config', loaded.file] : [])];
+
+  // SMTP sessions: in this process, or (smtp.ingressProcesses > 1) in children that this process's dispatcher
+  // hands the accepted connections to.
+  let ingressStop: () => Promise<void>;
+  let ingressChildren: ChildSet | undefined;
+  let pipeline: Pipeline;
+  let metrics: Metrics;
+  if (config.smtp.ingressProcesses > 1) {
+    metrics = createMetrics('ingress');
+    pipeline = new Pipeline(redisUrl, config.redis.prefix, config.queue);
+    const dispatcher = new IngressDispatcher(config.smtp, log, metrics);
+    ingressChildren = new ChildSet('ingress', config.smtp.ingressProcesses, ['ingress', '--from-parent', ...configArgs], 0, log, (c) =>
+      dispatcher.addChild(c),
+    );
+    const ready = await Promise.race([dispatcher.whenReady().then(() => true), sleep(INGRESS_READY_TIMEOUT_MS).then(() => false)]);
+    if (!ready) log.warn({ waitedMs: INGRESS_READY_TIMEOUT_MS }, 'no ingress process is ready yet; listening anyway (connections get 421 until one is)');
+    const { port } = await dispatcher.listen();
+    log.info({ listen: `${config.smtp.listen.replace(/:\d+$/, '')}:${port}`, processes: config.smtp.ingressProcesses }, 'SMTP ingress listening');
+    const children = ingressChildren;
+    ingressStop = async () => {
+      await dispatcher.close();
+      // Each child lets its sessions finish (smtp.closeTimeoutMs), as the in-process ingress does.
+      await children.stop();
+      await pipeline.close();
+    };
+  } else {
+    const ingress = await startIngress(config, { redisUrl, log, stores });
+    ({ pipeline, metrics } = ingress);
+    ingressStop = () => ingress.stop();
+  }
 
   // The stage workers parse hostile bytes: they run in child processes (queue.workerProcesses), each restarted if
   // it dies. Several of them share the BullMQ queues; each has its own clamd sessions, SMTP pools and SQLite writer.
-  let stopping = false;
-  const childArgs = ['worker', '--redis-url', redisUrl, ...(loaded.file ? ['--config', loaded.file] : [])];
+  // Accepting mail (durably, fast, while SMTP clients wait) comes before processing it: under a burst the ingress
+  // keeps its CPU and the workers work off the backlog (niced; the managed clamd likewise, services/clamd.ts).
+  const workerArgs = ['worker', ...configArgs];
   const clamd = scan.engines.clamd;
-  if ('socket' in clamd) childArgs.push('--clamd-socket', clamd.socket);
-  const slots = Array.from({ length: config.queue.workerProcesses }, (_, index) => ({
-    index,
-    child: undefined as ChildProcess | undefined,
-    restartDelay: 1_000,
-  }));
-  const spawnWorker = (slot: (typeof slots)[number]) => {
-    const c = fork(BIN, childArgs, { stdio: 'inherit' });
-    slot.child = c;
-    // Accepting mail (durably, fast, while SMTP clients wait) comes before processing it: under a burst the
-    // ingress keeps its CPU and the workers work off the backlog. The managed clamd is niced likewise
-    // (services/clamd.ts).
-    if (c.pid !== undefined) {
-      try {
-        setPriority(c.pid, WORKER_NICENESS);
-      } catch (err) {
-        log.warn({ err }, 'could not lower the worker priority');
-      }
-    }
-    const startedAt = Date.now();
-    c.on('exit', (code, signal) => {
-      if (stopping) return;
-      if (Date.now() - startedAt > MAX_RESTART_DELAY_MS) slot.restartDelay = 1_000;
-      log.error({ code, signal, worker: slot.index, restartInMs: slot.restartDelay }, 'worker process exited; restarting');
-      setTimeout(() => spawnWorker(slot), slot.restartDelay).unref();
-      slot.restartDelay = Math.min(slot.restartDelay * 2, MAX_RESTART_DELAY_MS);
-    });
-  };
-  for (const slot of slots) spawnWorker(slot);
+  if ('socket' in clamd) workerArgs.push('--clamd-socket', clamd.socket);
+  const workers = new ChildSet('worker', config.queue.workerProcesses, workerArgs, WORKER_NICENESS, log);
 
-  const childMetrics = (c: ChildProcess | undefined): Promise<MetricsJson[]> => {
-    if (!c?.connected) return Promise.resolve([]);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        c.off('message', onMessage);
-        resolve([]);
-      }, CHILD_METRICS_TIMEOUT_MS);
-      const onMessage = (m: unknown) => {
-        const msg = m as { type?: string; metrics?: MetricsJson };
-        if (msg.type !== 'metrics' || !msg.metrics) return;
-        clearTimeout(timer);
-        c.off('message', onMessage);
-        resolve([msg.metrics]);
-      };
-      c.on('message', onMessage);
-      c.send({ type: 'metrics?' });
-    });
-  };
-  const remoteMetrics = async (): Promise<MetricsJson[]> => (await Promise.all(slots.map((s) => childMetrics(s.child)))).flat();
-  const admin = await startAdmin(config, { meta: stores.meta, pipeline: ingress.pipeline, metrics: ingress.metrics, remoteMetrics }, log);
+  const remoteMetrics = async (): Promise<MetricsJson[]> =>
+    (await Promise.all([...workers.processes(), ...(ingressChildren?.processes() ?? [])].map(childMetrics))).flat();
+  const admin = await startAdmin(config, { meta: stores.meta, pipeline, metrics, remoteMetrics }, log);
 
   shutdown.ready([
-    () => ingress.stop(),
+    ingressStop,
     () => admin.stop(),
-    async () => {
-      stopping = true;
-      await Promise.all(
-        slots.map(({ child: c }) =>
-          c && c.exitCode === null && c.signalCode === null
-            ? new Promise<void>((resolve) => {
-                c.once('exit', () => resolve());
-                c.kill('SIGTERM');
-              })
-            : undefined,
-        ),
-      );
-    },
+    () => workers.stop(),
     () => closeStores(stores),
     () => scan.stop(),
     async () => stopRedis?.(),
     ...cleanups,
   ]);
   log.info({ smtp: config.smtp.listen, admin: config.admin.listen, demo: loaded.demo, dataDir: config.dataDir }, 'Sekisho started');
+}
+
+/**
+ * Child processes of `sekisho start` of one kind (`sekisho worker`, or `sekisho ingress --from-parent`), each
+ * restarted with a backoff when it dies, until `stop`.
+ */
+class ChildSet {
+  readonly #slots: { index: number; child?: ChildProcess; restartDelay: number }[];
+  #stopping = false;
+
+  constructor(
+    readonly kind: string,
+    count: number,
+    readonly args: string[],
+    readonly niceness: number,
+    readonly log: Logger,
+    readonly onSpawn?: (child: ChildProcess) => void,
+  ) {
+    this.#slots = Array.from({ length: count }, (_, index) => ({ index, restartDelay: 1_000 }));
+    for (const slot of this.#slots) this.#spawn(slot);
+  }
+
+  #spawn(slot: { index: number; child?: ChildProcess; restartDelay: number }): void {
+    const c = fork(BIN, this.args, { stdio: 'inherit' });
+    slot.child = c;
+    if (c.pid !== undefined && this.niceness !== 0) {
+      try {
+        setPriority(c.pid, this.niceness);
+      } catch (err) {
+        this.log.warn({ err, kind: this.kind }, 'could not lower the priority of a child process');
+      }
+    }
+    this.onSpawn?.(c);
+    const startedAt = Date.now();
+    c.on('exit', (code, signal) => {
+      if (this.#stopping) return;
+      if (Date.now() - startedAt > MAX_RESTART_DELAY_MS) slot.restartDelay = 1_000;
+      this.log.error({ code, signal, kind: this.kind, index: slot.index, restartInMs: slot.restartDelay }, `${this.kind} process exited; restarting`);
+      setTimeout(() => {
+        if (!this.#stopping) this.#spawn(slot);
+      }, slot.restartDelay).unref();
+      slot.restartDelay = Math.min(slot.restartDelay * 2, MAX_RESTART_DELAY_MS);
+    });
+  }
+
+  processes(): ChildProcess[] {
+    return this.#slots.flatMap((s) => (s.child ? [s.child] : []));
+  }
+
+  /** SIGTERM to each (they stop gracefully); resolves when all have exited. No more restarts. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    await Promise.all(
+      this.processes().map((c) =>
+        c.exitCode === null && c.signalCode === null
+          ? new Promise<void>((resolve) => {
+              c.once('exit', () => resolve());
+              c.kill('SIGTERM');
+            })
+          : undefined,
+      ),
+    );
+  }
+}
+
+/** A child's metrics registry over IPC (`metrics?` → `metrics`), or nothing if it does not answer in time. */
+function childMetrics(c: ChildProcess): Promise<MetricsJson[]> {
+  if (!c.connected) return Promise.resolve([]);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      c.off('message', onMessage);
+      resolve([]);
+    }, CHILD_METRICS_TIMEOUT_MS);
+    const onMessage = (m: unknown) => {
+      const msg = m as { type?: string; metrics?: MetricsJson };
+      if (msg.type !== 'metrics' || !msg.metrics) return;
+      clearTimeout(timer);
+      c.off('message', onMessage);
+      resolve([msg.metrics]);
+    };
+    c.on('message', onMessage);
+    c.send({ type: 'metrics?' });
+  });
+}
+
+/** Answers the parent's `metrics?` with this process's registry (children of `sekisho start`). */
+function answerMetricsRequests(metrics: Metrics): void {
+  process.on('message', (m: unknown) => {
+    if ((m as { type?: string }).type !== 'metrics?') return;
+    metrics.registry
+      .getMetricsAsJSON()
+      .then((json) => process.send?.({ type: 'metrics', metrics: json }))
+      .catch(() => undefined);
+  });
 }
 
 async function runWorkerRole(loaded: LoadedConfig, args: Args): Promise<void> {
@@ -245,13 +326,7 @@ async function runWorkerRole(loaded: LoadedConfig, args: Args): Promise<void> {
   const scan = await engines(args, config, log);
   const stores = openStores(config, 'worker');
   const worker = await startWorker(config, { redisUrl, engines: scan.engines, log, stores });
-  process.on('message', (m: unknown) => {
-    if ((m as { type?: string }).type !== 'metrics?') return;
-    worker.metrics.registry
-      .getMetricsAsJSON()
-      .then((metrics) => process.send?.({ type: 'metrics', metrics }))
-      .catch(() => undefined);
-  });
+  answerMetricsRequests(worker.metrics);
   const extra = await metricsListener(args.metricsListen, config, worker.metrics, worker.pipeline, stores, log);
   shutdown.ready([async () => extra?.stop(), () => worker.stop(), () => closeStores(stores), () => scan.stop()]);
   log.info('stage workers running');
@@ -263,7 +338,21 @@ async function runIngressRole(loaded: LoadedConfig, args: Args): Promise<void> {
   const shutdown = shutdownOnSignal(log);
   const redisUrl = requireRedis(config, args, 'ingress');
   const stores = openStores(config);
-  const ingress = await startIngress(config, { redisUrl, log, stores });
+  const ingress = await startIngress(config, { redisUrl, log, stores, external: args.fromParent });
+  if (args.fromParent) {
+    // A child of `sekisho start` (smtp.ingressProcesses > 1): its connections come from the parent's dispatcher,
+    // which is told when each one closes (it holds the connection limits).
+    answerMetricsRequests(ingress.metrics);
+    process.on('message', (m: unknown, handle: unknown) => {
+      if (!isHandOver(m) || !(handle instanceof Socket)) return;
+      const closed: ConnectionClosed = { type: 'smtp-closed', id: m.id };
+      void ingress.connect(handle).then(() => {
+        if (process.connected) process.send?.(closed);
+      });
+    });
+    const ready: IngressReady = { type: 'ingress-ready' };
+    process.send?.(ready);
+  }
   const extra = await metricsListener(args.metricsListen, config, ingress.metrics, ingress.pipeline, stores, log);
   shutdown.ready([() => ingress.stop(), async () => extra?.stop(), () => closeStores(stores)]);
 }

@@ -120,6 +120,12 @@ export const configSchema = z
     smtp: z
       .object({
         listen: listenAddress.default('127.0.0.1:2525'),
+        /**
+         * SMTP session processes of `sekisho start`. With more than one, the main process accepts each connection,
+         * applies the connection limits, and hands it to the ingress child with the fewest open connections: one
+         * event loop accepts one core's worth of mail. (`sekisho ingress` is always one process.)
+         */
+        ingressProcesses: z.number().int().positive().default(1),
         maxMessageBytes: z.number().int().positive().default(52_428_800),
         maxRecipients: z.number().int().positive().default(100),
         /** Concurrent connections from one IP; more get `421 4.7.0`. */

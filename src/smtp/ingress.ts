@@ -4,6 +4,7 @@
  * its metadata row and its queue job are all durable. It never parses the message body (DESIGN §6: untrusted
  * bytes are parsed in workers only); it reads at most the first HEADER_PEEK_BYTES to note Message-ID and Subject.
  */
+import type { Socket } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
@@ -18,6 +19,7 @@ import { SizeLimitError } from '../spool/message-store.ts';
 import type { MetaStore } from '../spool/meta-store.ts';
 import { newMessageId } from '../spool/message-id.ts';
 import { receivedHeader } from './received.ts';
+import { listenOn } from '../listen.ts';
 import { limitBadCommands, replies, useCatalogueEnhancedCodes } from './replies.ts';
 import { ConnectionLimiter } from './connection-limiter.ts';
 import { greetPauseOption, useConfigurableGreetPause } from './greet-pause.ts';
@@ -45,6 +47,11 @@ export interface IngressDeps {
   pipeline: Pick<Pipeline, 'enqueueScan' | 'waitForScan' | 'claimSession'>;
   log: Logger;
   metrics: Metrics;
+  /**
+   * Connections come from the main process (src/smtp/dispatcher.ts, smtp.ingressProcesses > 1) through
+   * `connect()`, which has applied the connection limits already; this ingress does not listen.
+   */
+  external?: boolean;
 }
 
 interface SessionState {
@@ -123,7 +130,7 @@ function watchDataRecords(stream: SMTPServerDataStream, timeoutMs: number, onExp
 export class Ingress {
   readonly #deps: IngressDeps;
   readonly #server: SMTPServer;
-  readonly #limiter: ConnectionLimiter;
+  readonly #limiter: ConnectionLimiter | undefined;
   readonly #sessions = new Map<string, SessionState>();
   #closing = false;
 
@@ -132,10 +139,9 @@ export class Ingress {
     useConfigurableGreetPause();
     this.#deps = deps;
     const { smtp, hostname } = deps.config;
-    this.#limiter = new ConnectionLimiter({
-      maxPerIp: smtp.maxConnectionsPerIp,
-      ratePerIpPerMinute: smtp.connectionRatePerIpPerMinute,
-    });
+    this.#limiter = deps.external
+      ? undefined
+      : new ConnectionLimiter({ maxPerIp: smtp.maxConnectionsPerIp, ratePerIpPerMinute: smtp.connectionRatePerIpPerMinute });
     this.#server = new SMTPServer({
       name: hostname,
       banner: 'Sekisho ESMTP',
@@ -204,7 +210,7 @@ export class Ingress {
 
   #onConnect(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
     if (this.#closing) return cb(replies.shuttingDown());
-    const refusal = this.#limiter.admit(session.id, session.remoteAddress);
+    const refusal = this.#limiter?.admit(session.id, session.remoteAddress);
     if (refusal) {
       this.#reject(refusal);
       this.#deps.log.info({ cid: session.id, ip: session.remoteAddress, reason: refusal }, 'connection refused');
@@ -227,7 +233,7 @@ export class Ingress {
   }
 
   #onClose(session: SMTPServerSession): void {
-    this.#limiter.release(session.id);
+    this.#limiter?.release(session.id);
     this.#sessions.delete(session.id);
   }
 
@@ -364,24 +370,32 @@ export class Ingress {
   }
 
   listen(): Promise<{ host: string; port: number }> {
-    const { listen } = this.#deps.config.smtp;
-    const i = listen.lastIndexOf(':');
-    const host = listen.slice(0, i).replace(/^\[|\]$/g, '');
-    const port = Number(listen.slice(i + 1));
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', reject);
-        const addr = this.#server.server.address();
-        resolve({ host, port: typeof addr === 'object' && addr ? addr.port : port });
-      });
-    });
+    return listenOn(this.#server.server, this.#deps.config.smtp.listen);
+  }
+
+  /** Runs the SMTP session of a connection the main process accepted (`external`); resolves when it closes. */
+  connect(socket: Socket): Promise<void> {
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    if (this.#closing) {
+      socket.on('error', () => undefined);
+      socket.end(`${replies.shuttingDown().responseCode} ${replies.shuttingDown().message}\r\n`);
+    } else {
+      this.#server.connect(socket, {});
+    }
+    return closed;
   }
 
   /** Stops accepting connections; open sessions may finish within smtp.closeTimeoutMs, then get 421. */
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.#closing = true;
-    this.#limiter.stop();
-    return new Promise((resolve) => this.#server.close(() => resolve()));
+    this.#limiter?.stop();
+    if (!this.#deps.external) return new Promise((resolve) => this.#server.close(() => resolve()));
+    // Nothing listens here, so smtp-server's close() would return at once: wait for the sessions as it does.
+    const deadline = Date.now() + this.#deps.config.smtp.closeTimeoutMs;
+    while (this.#server.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const conn of this.#server.connections) {
+      conn.send(421, replies.shuttingDown().message);
+      conn.close();
+    }
   }
 }

@@ -17,20 +17,9 @@ import type { ScanEngines } from '../../src/scan/registry.ts';
 import type { Deliverer } from '../../src/smtp/delivery.ts';
 import { testRedisUrl, uniquePrefix } from './redis.ts';
 import { SmtpSink } from './smtp-sink.ts';
+import { merge } from './merge.ts';
 
 export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
-
-function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
-  const out = { ...base };
-  for (const [k, v] of Object.entries(over)) {
-    const b = out[k];
-    out[k] =
-      v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' && !Array.isArray(b)
-        ? merge(b as Record<string, unknown>, v as Record<string, unknown>)
-        : v;
-  }
-  return out;
-}
 
 export interface HarnessOptions {
   config?: Record<string, unknown>;

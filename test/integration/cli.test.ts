@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { freePort, waitForPort } from '../../src/services/redis-server.ts';
 import { deletePrefix } from '../helpers/harness.ts';
-import { sendRaw, simpleMessage } from '../helpers/raw-smtp.ts';
+import { RawSmtp, sendRaw, simpleMessage } from '../helpers/raw-smtp.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
 
@@ -40,14 +40,17 @@ function run(args: string[]): { proc: ChildProcess; exited: Promise<number | nul
   return { proc, exited, output: () => out };
 }
 
-async function writeConfig(extra: Record<string, unknown>): Promise<{ file: string; smtpPort: number; adminPort: number }> {
+async function writeConfig(
+  extra: Record<string, unknown>,
+  smtpExtra: Record<string, unknown> = {},
+): Promise<{ file: string; smtpPort: number; adminPort: number }> {
   const smtpPort = await freePort();
   const adminPort = await freePort();
   const file = path.join(dir, 'sekisho.yaml');
   const tenants = `tenants:\n  - id: city\n    name: "デモ市"\n    domains: ["city.example.lg.jp"]\n    deliverTo: "${sink.url}"\n`;
   const yaml = [
     'hostname: mx.test.lg.jp',
-    `smtp:\n  listen: "127.0.0.1:${smtpPort}"\n  closeTimeoutMs: 2000`,
+    `smtp: ${JSON.stringify({ listen: `127.0.0.1:${smtpPort}`, closeTimeoutMs: 2000, ...smtpExtra })}`,
     `admin:\n  listen: "127.0.0.1:${adminPort}"`,
     `dataDir: ./data`,
     'log:\n  level: info',
@@ -134,6 +137,70 @@ it('start with queue.workerProcesses 2: two worker children share the queues, /m
   app.proc.kill('SIGTERM');
   expect(await app.exited).toBe(0);
   expect((app.output().match(/"role":"worker"[^\n]*"msg":"stopped"/g) ?? []).length).toBe(2);
+});
+
+it('start with smtp.ingressProcesses 2: sessions run in both ingress children, the per-IP cap holds across them, a dead one is replaced', async () => {
+  const { file, smtpPort, adminPort } = await writeConfig({}, { ingressProcesses: 2, maxConnectionsPerIp: 3 });
+  const app = run(['start', '--config', file]);
+  await waitForPort(adminPort, '127.0.0.1', 60_000, app.proc);
+  await waitForPort(smtpPort, '127.0.0.1', 60_000, app.proc);
+  for (let i = 0; i < 600 && (app.output().match(/taking connections from the main process/g) ?? []).length < 2; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // Three at a time (the per-IP cap), twelve messages, each on its own connection. A connection's slot is freed
+  // when its ingress child reports the close, a moment after the client sees it: a client at its cap may meanwhile
+  // get 421 4.7.0, and retries, as an MTA does.
+  const send = async (rcpt: string): Promise<string> => {
+    for (let attempt = 0; ; attempt++) {
+      const r = await sendRaw(smtpPort, 's@example.net', [rcpt], simpleMessage({ subject: rcpt })).catch((e: Error) => e.message);
+      if (r.startsWith('250') || attempt === 20) return r;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+  for (let round = 0; round < 4; round++) {
+    const replies = await Promise.all([0, 1, 2].map((i) => send(`u${round}${i}@city.example.lg.jp`)));
+    for (const r of replies) expect(r).toMatch(/^250 /);
+  }
+  await sink.waitFor(12, 60_000);
+  const acceptedBy = new Set(
+    app
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('"msg":"message accepted"'))
+      .map((l) => (JSON.parse(l) as { pid: number; role: string }).pid),
+  );
+  expect(acceptedBy.size).toBe(2);
+
+  // The cap counts connections in both children together: hold three (retrying while earlier closes are still
+  // being reported), and the fourth is refused.
+  const held: RawSmtp[] = [];
+  for (let attempt = 0; held.length < 3 && attempt < 100; attempt++) {
+    const c = await RawSmtp.connect(smtpPort);
+    if ((await c.reply()).startsWith('220')) held.push(c);
+    else await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  expect(held).toHaveLength(3);
+  const fourth = await RawSmtp.connect(smtpPort);
+  expect(await fourth.reply()).toMatch(/^421 4\.7\.0 /);
+  for (const c of held) c.close();
+
+  const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  expect(metrics).toMatch(/^sekisho_messages_received_total\{role="ingress"\} 12$/m);
+
+  // An ingress child that dies is replaced; meanwhile the other one takes the connections.
+  const victim = [...acceptedBy][0] as number;
+  process.kill(victim, 'SIGKILL');
+  expect(await send('after-kill@city.example.lg.jp')).toMatch(/^250 /);
+  for (let i = 0; i < 100 && !app.output().includes('ingress process exited; restarting'); i++) await new Promise((r) => setTimeout(r, 100));
+  expect(app.output()).toContain('ingress process exited; restarting');
+  for (let i = 0; i < 100 && (app.output().match(/taking connections from the main process/g) ?? []).length < 3; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  expect((app.output().match(/taking connections from the main process/g) ?? []).length).toBe(3);
+  await sink.waitFor(13, 60_000);
+  app.proc.kill('SIGTERM');
+  expect(await app.exited).toBe(0);
+  expect((app.output().match(/"role":"ingress"[^\n]*"msg":"stopped"/g) ?? []).length).toBe(2);
 });
 
 it('ingress and worker as separate processes against one Redis and data dir', async () => {

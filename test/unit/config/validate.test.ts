@@ -41,6 +41,7 @@ describe('a valid configuration', () => {
     hostname: 'mx.pref.example.lg.jp',
     smtp: {
       listen: '0.0.0.0:25',
+      ingressProcesses: 2,
       maxMessageBytes: 10_485_760,
       maxRecipients: 50,
       maxConnectionsPerIp: 5,
@@ -133,6 +134,7 @@ describe('a valid configuration', () => {
     const c = valid(minimal());
     expect(c.smtp).toEqual({
       listen: '127.0.0.1:2525',
+      ingressProcesses: 1,
       maxMessageBytes: 52_428_800,
       maxRecipients: 100,
       maxConnectionsPerIp: 20,
