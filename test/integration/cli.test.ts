@@ -25,7 +25,18 @@ beforeEach(async () => {
   sink = await new SmtpSink().start();
 });
 afterEach(async () => {
-  for (const p of procs.splice(0)) if (p.exitCode === null) p.kill('SIGKILL');
+  // A test that failed left its process running: stop it as an operator would, so that its managed redis-server
+  // and clamd go with it; SIGKILL only if it does not stop.
+  await Promise.all(
+    procs.splice(0).map(async (p) => {
+      if (p.exitCode !== null || p.signalCode !== null) return;
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      const timer = setTimeout(() => p.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(timer);
+    }),
+  );
   await sink.close();
   rmSync(dir, { recursive: true, force: true });
 });
