@@ -335,6 +335,16 @@ export function describeMetaStoreContract(
         await expect(store.update('unknown00', { message: { state: 'done' } })).rejects.toMatchObject({ code: 'SEKISHO_ERR_META_NOT_FOUND' });
         await expect(store.update('unknown00', {})).rejects.toMatchObject({ code: 'SEKISHO_ERR_META_NOT_FOUND' });
       });
+
+      it('applies a durable change as any other (and a failing one changes nothing)', async () => {
+        const msg = newMessage();
+        await store.insertMessage(msg);
+        clock += 1000;
+        await store.update(msg.id, { recipients: [{ patch: { state: 'rejected', action: 'reject' } }], message: { state: 'rejected' }, durable: true });
+        expect((await store.getMessage(msg.id))?.state).toBe('rejected');
+        expect((await store.getRecipients(msg.id)).map((r) => r.state)).toEqual(['rejected', 'rejected']);
+        await expect(store.update('unknown00', { message: { state: 'done' }, durable: true })).rejects.toMatchObject({ code: 'SEKISHO_ERR_META_NOT_FOUND' });
+      });
     });
 
     describe('lists and counts', () => {
