@@ -30,7 +30,7 @@ import type { ScanEngines } from '../scan/registry.ts';
 import { startDemoMailbox } from '../services/demo-mailbox.ts';
 import { startClamdForConfig } from '../services/clamd.ts';
 import { startManagedRedis } from '../services/redis-server.ts';
-import { type ConnectionClosed, IngressDispatcher, type IngressReady, isHandOver } from '../smtp/dispatcher.ts';
+import { type ConnectionClosed, IngressDispatcher, type IngressReady, isHandOver } from '../smtp/ingress-dispatcher.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/sekisho.js', import.meta.url));
 /** Worker child restarts back off from 1 s to this, so a crash loop does not spin. */

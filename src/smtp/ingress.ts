@@ -48,7 +48,7 @@ export interface IngressDeps {
   log: Logger;
   metrics: Metrics;
   /**
-   * Connections come from the main process (src/smtp/dispatcher.ts, smtp.ingressProcesses > 1) through
+   * Connections come from the main process (src/smtp/ingress-dispatcher.ts, smtp.ingressProcesses > 1) through
    * `connect()`, which has applied the connection limits already; this ingress does not listen.
    */
   external?: boolean;
