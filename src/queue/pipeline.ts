@@ -8,6 +8,7 @@
  * deferred delivery or a scan waiting for a failed engine) | failed (after queue.maxAttempts crashes; the
  * message is then held in the `failed` state for operators).
  */
+import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, type Job, type JobsOptions, type RedisOptions as BullRedisOptions } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/schema.ts';
@@ -127,6 +128,19 @@ export class Pipeline {
   async scanPending(mid: string): Promise<boolean> {
     const state = await this.scan.getJobState(scanJobId(mid));
     return state !== 'unknown' && state !== 'failed' && state !== 'completed';
+  }
+
+  /**
+   * A mark that lives as long as Redis keeps its data: set once by whoever asks first, gone after a FLUSHALL, a
+   * restart without persistence or a failover to a replica that never had it. The reconciler compares it between
+   * passes to notice that Redis lost its jobs. Returns '' when it vanished between the set and the get.
+   */
+  async redisEpoch(): Promise<string> {
+    const key = `${this.#prefix}:epoch`;
+    // The connection has no offline queue: wait until it is up (at start-up the reconciler asks first).
+    await this.scan.waitUntilReady();
+    await this.#redis.set(key, randomUUID(), 'NX');
+    return (await this.#redis.get(key)) ?? '';
   }
 
   /**

@@ -1,8 +1,13 @@
 /**
- * Recovery: the spool and the MetaStore are the source of truth, Redis is not (DESIGN §2). On start and every
- * queue.reconcileIntervalMs, every unfinished message gets its next job re-added. Job ids are derived from the
- * message, so a job that still exists is left alone; one that Redis lost (FLUSHALL, failover, a crash between
- * the metadata write and the enqueue) is recreated — deferred ones at their scheduled time.
+ * Recovery: the spool and the MetaStore are the source of truth, Redis is not (DESIGN §2). A pass gives every
+ * unfinished message its next job again. Job ids are derived from the message, so a job that still exists is left
+ * alone; one that Redis lost (FLUSHALL, failover, a crash between the metadata write and the enqueue) is recreated
+ * — deferred ones at their scheduled time.
+ *
+ * A pass costs a few Redis round trips per unfinished message: with a tenant's server down for hours, tens of
+ * thousands of them. So a pass runs on start; then every queue.reconcileIntervalMs the reconciler only asks Redis
+ * whether it still holds its data (Pipeline.redisEpoch, one round trip) and passes again when it does not, and in
+ * any case every FULL_PASS_INTERVAL_MS.
  */
 import type { Logger } from 'pino';
 import type { MetaStore } from '../spool/meta-store.ts';
@@ -10,29 +15,50 @@ import type { Pipeline } from './pipeline.ts';
 
 /** Messages re-enqueued per batch; bounds memory when a large backlog is recovered. */
 const RECONCILE_BATCH = 500;
+/**
+ * A full pass at least this often even when Redis kept its data: a safety net for jobs lost another way (removed
+ * by hand, a bug). Long enough that a large deferred backlog is not walked every few seconds.
+ */
+const FULL_PASS_INTERVAL_MS = 10 * 60_000;
 
 export class Reconciler {
   readonly #meta: MetaStore;
   readonly #pipeline: Pipeline;
   readonly #log: Logger;
   readonly #intervalMs: number;
+  readonly #now: () => number;
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<number> | undefined;
+  /** Redis's epoch when the last full pass started, and when that was. */
+  #epoch: string | undefined;
+  #lastPassAt = 0;
 
-  constructor(meta: MetaStore, pipeline: Pipeline, log: Logger, intervalMs: number) {
+  constructor(meta: MetaStore, pipeline: Pipeline, log: Logger, intervalMs: number, now: () => number = Date.now) {
     this.#meta = meta;
     this.#pipeline = pipeline;
     this.#log = log.child({ component: 'reconciler' });
     this.#intervalMs = intervalMs;
+    this.#now = now;
   }
 
-  /** One pass; returns how many messages it looked at. Concurrent calls share one pass. */
+  /** One full pass; returns how many messages it looked at. Concurrent calls share one pass. */
   run(): Promise<number> {
     this.#running ??= this.#pass().finally(() => (this.#running = undefined));
     return this.#running;
   }
 
+  /** The periodic check: a full pass when Redis lost its data since the last one, or when the last is old. */
+  async tick(): Promise<number | undefined> {
+    const epoch = await this.#pipeline.redisEpoch();
+    if (epoch === this.#epoch && this.#now() - this.#lastPassAt < FULL_PASS_INTERVAL_MS) return undefined;
+    if (epoch !== this.#epoch && this.#epoch !== undefined) this.#log.warn('Redis lost its data: re-enqueueing every unfinished message');
+    return this.run();
+  }
+
   async #pass(): Promise<number> {
+    // Read before the pass: if Redis loses its data while the pass runs, the next tick sees a new epoch.
+    this.#epoch = await this.#pipeline.redisEpoch();
+    this.#lastPassAt = this.#now();
     let seen = 0;
     for (let offset = 0; ; offset += RECONCILE_BATCH) {
       const batch = await this.#meta.listUnfinished({ limit: RECONCILE_BATCH, offset });
@@ -54,7 +80,7 @@ export class Reconciler {
   start(): void {
     if (this.#intervalMs <= 0) return;
     this.#timer = setInterval(() => {
-      this.run().catch((err: unknown) => this.#log.warn({ err }, 'reconcile pass failed'));
+      this.tick().catch((err: unknown) => this.#log.warn({ err }, 'reconcile pass failed'));
     }, this.#intervalMs);
     this.#timer.unref();
   }
