@@ -143,6 +143,11 @@ export const configSchema = z
         greetPauseMs: ms(0),
         /** Unrecognised or out-of-sequence commands before the connection is closed. */
         maxBadCommands: z.number().int().positive().default(10),
+        /**
+         * NOOP, RSET, VRFY, EXPN, HELP and ETRN between two accepted messages before each counts as a bad command
+         * (Postfix's smtpd_junk_command_limit): a client cannot hold a connection open forever with NOOPs.
+         */
+        maxJunkCommands: z.number().int().positive().default(100),
         /** How long the ingress waits for the verdict after DATA so that it can answer 550 in-session. */
         verdictWaitMs: ms(0),
         /** On shutdown, how long open SMTP sessions may finish their transaction before they get 421. */

@@ -181,6 +181,7 @@ export class Ingress {
     this.#server.on('error', (err) => deps.log.warn({ err }, 'smtp server error'));
     limitBadCommands(this.#server, {
       max: smtp.maxBadCommands,
+      maxJunk: smtp.maxJunkCommands,
       onExceeded: (sessionId) => {
         this.#reject('bad-commands');
         deps.log.info({ cid: sessionId, limit: smtp.maxBadCommands }, 'too many bad commands; closing connection');

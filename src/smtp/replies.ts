@@ -40,9 +40,18 @@ let patched = false;
  */
 const BAD_COMMAND_CODES: ReadonlySet<number> = new Set([500, 501, 502, 503, 504]);
 
+/**
+ * Commands that do nothing towards a delivery (Postfix's "junk commands"). A client that sends one every few
+ * seconds would hold its connection past every idle timeout: beyond smtp.maxJunkCommands, each counts as a bad
+ * command, so such a session ends after maxJunkCommands + maxBadCommands of them.
+ */
+const JUNK_COMMANDS: ReadonlySet<string> = new Set(['NOOP', 'RSET', 'VRFY', 'EXPN', 'HELP', 'ETRN']);
+
 export interface BadCommandLimit {
   /** Bad-command replies one connection may draw (between two accepted messages) before it is closed. */
   max: number;
+  /** Junk commands (JUNK_COMMANDS) one connection may send between two accepted messages before each is bad. */
+  maxJunk: number;
   /** Called once when a connection reaches `max`, just before it gets 421 4.7.0. */
   onExceeded: (sessionId: string) => void;
 }
@@ -56,6 +65,8 @@ interface ConnectionInternals {
 const badCommandLimits = new WeakMap<SMTPServer, BadCommandLimit>();
 /** Bad-command replies drawn so far, per connection. */
 const badCommandCounts = new WeakMap<ConnectionInternals, number>();
+/** Junk commands sent so far, per connection. */
+const junkCommandCounts = new WeakMap<ConnectionInternals, number>();
 
 /**
  * Closes a connection of `server` with `421 4.7.0` once it has drawn `limit.max` bad-command replies. The count
@@ -72,31 +83,57 @@ function countBadCommand(conn: ConnectionInternals, code: number, context: unkno
   if (!limit) return;
   if (code === 250 && context === 'DATA_OK') {
     badCommandCounts.delete(conn);
+    junkCommandCounts.delete(conn);
     return;
   }
-  if (!BAD_COMMAND_CODES.has(code)) return;
+  if (BAD_COMMAND_CODES.has(code)) addBadCommand(conn, limit, send);
+}
+
+/** Counts one bad command; at the limit, sends 421 4.7.0 (smtp-server then closes) and returns true. */
+function addBadCommand(conn: ConnectionInternals, limit: BadCommandLimit, send: (code: number, data: string) => void): boolean {
   const n = (badCommandCounts.get(conn) ?? 0) + 1;
   badCommandCounts.set(conn, n);
-  if (n < limit.max) return;
+  if (n < limit.max) return false;
   badCommandCounts.delete(conn);
   limit.onExceeded(conn.id);
   const r = replies.tooManyBadCommands();
   send(r.responseCode, r.message); // a 421 makes smtp-server close the connection
+  return true;
+}
+
+/** Whether the command is a junk command past the limit that ended the session (it is then not processed). */
+function junkEndsSession(conn: ConnectionInternals, command: unknown, send: (code: number, data: string) => void): boolean {
+  const limit = badCommandLimits.get(conn._server);
+  if (!limit) return false;
+  const verb = String(command ?? '').split(' ', 1)[0]?.toUpperCase() ?? '';
+  if (!JUNK_COMMANDS.has(verb)) return false;
+  const n = (junkCommandCounts.get(conn) ?? 0) + 1;
+  junkCommandCounts.set(conn, n);
+  return n > limit.maxJunk && addBadCommand(conn, limit, send);
 }
 
 /**
  * smtp-server adds an enhanced status code of its own choosing to every reply (550 always becomes 5.1.1, a
  * successful DATA 2.6.0). Our catalogue chooses the code itself, so a reply text that already begins with one
- * is sent as it is. Every reply also goes through the bad-command count (limitBadCommands). Idempotent.
+ * is sent as it is. Every reply also goes through the bad-command count, and every command through the
+ * junk-command count (limitBadCommands). Idempotent.
  */
 export function useCatalogueEnhancedCodes(): void {
   if (patched) return;
   patched = true;
-  const proto = SMTPConnection.prototype as unknown as { send(code: number, data: unknown, context?: unknown): void };
+  const proto = SMTPConnection.prototype as unknown as {
+    send(code: number, data: unknown, context?: unknown): void;
+    _onCommand(command: unknown, callback?: () => void): void;
+  };
   const original = proto.send;
   proto.send = function send(this: ConnectionInternals, code: number, data: unknown, context?: unknown) {
     if (typeof data === 'string' && ENHANCED_PREFIX.test(data)) original.call(this, code, data, false);
     else original.call(this, code, data, context);
     countBadCommand(this, code, context, (c, d) => original.call(this, c, d, false));
+  };
+  const onCommand = proto._onCommand;
+  proto._onCommand = function _onCommand(this: ConnectionInternals, command: unknown, callback?: () => void) {
+    if (junkEndsSession(this, command, (c, d) => original.call(this, c, d, false))) return callback?.();
+    onCommand.call(this, command, callback);
   };
 }

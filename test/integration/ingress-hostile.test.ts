@@ -166,6 +166,35 @@ describe('hostile clients', () => {
     expect(await rejectedCount(h, 'bad-commands')).toBe(2);
   });
 
+  it('smtp.maxJunkCommands: NOOPs past the limit count as bad commands, so a NOOP keep-alive ends; a message resets it', async () => {
+    h = await Harness.start({ noWorker: true, config: { smtp: { maxJunkCommands: 4, maxBadCommands: 3 } } });
+    const c = await connect(h.port);
+    await c.hello();
+    for (const junk of ['NOOP', 'RSET', 'NOOP', 'NOOP']) expect(await c.cmd(junk)).toMatch(/^250 /);
+    // Two more are answered (bad commands 1 and 2); the third past the limit ends the session.
+    expect(await c.cmd('NOOP')).toMatch(/^250 /);
+    expect(await c.cmd('NOOP')).toMatch(/^250 /);
+    expect(await c.cmd('NOOP')).toMatch(/^421 4\.7\.0 /);
+    await c.waitClosed();
+    expect(await rejectedCount(h, 'bad-commands')).toBe(1);
+
+    // A real MTA's long session: an RSET and a NOOP per message never reach the limit.
+    const ok = await connect(h.port);
+    await ok.hello();
+    for (let i = 0; i < 5; i++) {
+      expect(await ok.cmd('RSET')).toMatch(/^250 /);
+      expect(await ok.cmd('NOOP')).toMatch(/^250 /);
+      expect(await ok.cmd(`MAIL FROM:<${FROM}>`)).toMatch(/^250 /);
+      expect(await ok.cmd(`RCPT TO:<${RCPT}>`)).toMatch(/^250 /);
+      expect(await ok.cmd('DATA')).toMatch(/^354/);
+      ok.write(simpleMessage());
+      ok.write('.\r\n');
+      expect(await ok.reply()).toMatch(/^250 /);
+    }
+    expect(ok.closed).toBe(false);
+    expect(await rejectedCount(h, 'bad-commands')).toBe(1);
+  });
+
   it('disconnects an idle client with 421 after smtp.socketTimeoutMs, before and after EHLO', async () => {
     h = await Harness.start({ noWorker: true, config: { smtp: { socketTimeoutMs: 500 } } });
     const silent = await connect(h.port);
