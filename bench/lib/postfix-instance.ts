@@ -12,10 +12,10 @@
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os, { setPriority } from 'node:os';
 import path from 'node:path';
 import { type ManagedClamd, startManagedClamd } from '../../src/services/clamd.ts';
+import { waitForPort } from '../../src/services/redis-server.ts';
 import { onCleanup } from './cleanup.ts';
 import { benchDomain } from './message.ts';
 import { ProcessSet, processTree } from './proc-rss.ts';
@@ -74,17 +74,6 @@ function milterConf(dir: string, port: number, clamdSocket: string, tempDir: str
     'ReadTimeout 120',
     '',
   ].join('\n');
-}
-
-function portListens(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 function run(cmd: string, args: string[]): void {
@@ -192,15 +181,16 @@ export class PostfixInstance {
     milter.stderr?.setEncoding('utf8').on('data', (d: string) => {
       stderr = (stderr + d).slice(-4_000);
     });
-    const up = await waitFor(async () => milter.exitCode !== null || (await portListens(port)), 30_000, 100);
-    if (milter.exitCode !== null || !up) {
+    try {
+      await waitForPort(port, '127.0.0.1', 30_000, milter);
+    } catch (err) {
       let log = '';
       try {
         log = readFileSync(path.join(dir, 'clamav-milter.log'), 'utf8').slice(-2_000);
       } catch {
         // no log yet
       }
-      throw new Error(`clamav-milter did not listen on 127.0.0.1:${port} (exit ${milter.exitCode}): ${stderr}${log}`);
+      throw new Error(`clamav-milter did not listen on 127.0.0.1:${port} (${(err as Error).message}): ${stderr}${log}`, { cause: err });
     }
     return `inet:127.0.0.1:${port}`;
   }
