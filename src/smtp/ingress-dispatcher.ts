@@ -15,7 +15,7 @@ import type { Metrics } from '../admin/metrics.ts';
 import type { Config } from '../config/schema.ts';
 import { ConnectionLimiter } from './connection-limiter.ts';
 import { listenOn } from '../listen.ts';
-import { replies, type SmtpReply } from './replies.ts';
+import { endWithReply, replies, type SmtpReply } from './replies.ts';
 
 /** IPC message from the dispatcher to an ingress child; the socket travels as the message's handle. */
 export interface HandOver {
@@ -114,15 +114,9 @@ export class IngressDispatcher {
     return this.#firstReady;
   }
 
-  /** Open connections per child pid (for tests and logs). */
-  load(): Record<number, number> {
-    return Object.fromEntries([...this.#children.values()].map((c) => [c.process.pid ?? -1, c.open.size]));
-  }
-
   #refuse(socket: net.Socket, reply: SmtpReply, reason?: string): void {
     if (reason) this.#metrics.smtpRejected.inc({ reason });
-    socket.on('error', () => undefined);
-    socket.end(`${reply.responseCode} ${reply.message}\r\n`);
+    endWithReply(socket, reply);
   }
 
   #onSocket(socket: net.Socket): void {

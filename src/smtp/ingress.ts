@@ -20,7 +20,7 @@ import type { MetaStore } from '../spool/meta-store.ts';
 import { newMessageId } from '../spool/message-id.ts';
 import { receivedHeader } from './received.ts';
 import { listenOn } from '../listen.ts';
-import { limitBadCommands, replies, useCatalogueEnhancedCodes } from './replies.ts';
+import { endWithReply, limitBadCommands, replies, useCatalogueEnhancedCodes } from './replies.ts';
 import { ConnectionLimiter } from './connection-limiter.ts';
 import { greetPauseOption, useConfigurableGreetPause } from './greet-pause.ts';
 
@@ -377,12 +377,8 @@ export class Ingress {
   /** Runs the SMTP session of a connection the main process accepted (`external`); resolves when it closes. */
   connect(socket: Socket): Promise<void> {
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    if (this.#closing) {
-      socket.on('error', () => undefined);
-      socket.end(`${replies.shuttingDown().responseCode} ${replies.shuttingDown().message}\r\n`);
-    } else {
-      this.#server.connect(socket, {});
-    }
+    if (this.#closing) endWithReply(socket, replies.shuttingDown());
+    else this.#server.connect(socket, {});
     return closed;
   }
 

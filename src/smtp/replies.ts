@@ -2,6 +2,7 @@
  * The SMTP reply catalogue: every reply Sekisho itself chooses, with its RFC 3463 enhanced status code. Replies
  * are Error objects (smtp-server's callback contract) carrying `responseCode`; the enhanced code leads the text.
  */
+import type { Socket } from 'node:net';
 import type { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 
@@ -29,6 +30,15 @@ export const replies = {
   /** The success text of DATA; smtp-server sends it with code 250. */
   queued: (id: string) => `2.0.0 Ok: queued as ${id}`,
 } as const;
+
+/**
+ * Answers a connection that no SMTP session will serve (refused before one starts) with one reply line and closes
+ * it. Its errors are ignored: the client may already be gone.
+ */
+export function endWithReply(socket: Socket, r: SmtpReply): void {
+  socket.on('error', () => undefined);
+  socket.end(`${r.responseCode} ${r.message}\r\n`);
+}
 
 const ENHANCED_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
 let patched = false;
