@@ -140,8 +140,9 @@ export async function startIngress(
   if (opts.external) {
     opts.log.info('SMTP ingress taking connections from the main process');
   } else {
-    ({ port } = await ingress.listen());
-    opts.log.info({ listen: `${config.smtp.listen.replace(/:\d+$/, '')}:${port}` }, 'SMTP ingress listening');
+    const bound = await ingress.listen();
+    port = bound.port;
+    opts.log.info({ listen: bound.address }, 'SMTP ingress listening');
   }
   return {
     port,

@@ -184,8 +184,8 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
     );
     const ready = await Promise.race([dispatcher.whenReady().then(() => true), sleep(INGRESS_READY_TIMEOUT_MS, undefined, { ref: false }).then(() => false)]);
     if (!ready) log.warn({ waitedMs: INGRESS_READY_TIMEOUT_MS }, 'no ingress process is ready yet; listening anyway (connections get 421 until one is)');
-    const { port } = await dispatcher.listen();
-    log.info({ listen: `${config.smtp.listen.replace(/:\d+$/, '')}:${port}`, processes: config.smtp.ingressProcesses }, 'SMTP ingress listening');
+    const { address } = await dispatcher.listen();
+    log.info({ listen: address, processes: config.smtp.ingressProcesses }, 'SMTP ingress listening');
     const children = ingressChildren;
     ingressStop = async () => {
       await dispatcher.close();

@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../admin/metrics.ts';
 import type { Config } from '../config/schema.ts';
 import { ConnectionLimiter } from './connection-limiter.ts';
-import { listenOn } from '../listen.ts';
+import { type Bound, listenOn } from '../listen.ts';
 import { endWithReply, replies, type SmtpReply } from './replies.ts';
 
 /** IPC message from the dispatcher to an ingress child; the socket travels as the message's handle. */
@@ -147,7 +147,7 @@ export class IngressDispatcher {
     });
   }
 
-  listen(): Promise<{ host: string; port: number }> {
+  listen(): Promise<Bound> {
     return listenOn(this.#server, this.#config.listen);
   }
 

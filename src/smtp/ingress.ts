@@ -19,7 +19,7 @@ import { SizeLimitError } from '../spool/message-store.ts';
 import type { MetaStore } from '../spool/meta-store.ts';
 import { newMessageId } from '../spool/message-id.ts';
 import { receivedHeader } from './received.ts';
-import { listenOn } from '../listen.ts';
+import { type Bound, listenOn } from '../listen.ts';
 import { endWithReply, limitBadCommands, replies, useCatalogueEnhancedCodes } from './replies.ts';
 import { ConnectionLimiter } from './connection-limiter.ts';
 import { greetPauseOption, useConfigurableGreetPause } from './greet-pause.ts';
@@ -370,7 +370,7 @@ export class Ingress {
     return replies.queued(mid);
   }
 
-  listen(): Promise<{ host: string; port: number }> {
+  listen(): Promise<Bound> {
     return listenOn(this.#server.server, this.#deps.config.smtp.listen);
   }
 
