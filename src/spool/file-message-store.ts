@@ -241,6 +241,18 @@ export class FileMessageStore implements MessageStore {
    * Writing an id that exists replaces it atomically (a retried sanitizer job rewrites its output).
    */
   async write(id: string, source: Readable, opts: WriteOptions = {}): Promise<WriteResult> {
+    // The source may fail before it is read (the temp file is opened first, off the event loop): its 'error' must
+    // not go unheard, or it takes the process down. The read loop, or drain(), still sees the stream errored.
+    const heard = () => undefined;
+    source.on('error', heard);
+    try {
+      return await this.#write(id, source, opts);
+    } finally {
+      source.off('error', heard);
+    }
+  }
+
+  async #write(id: string, source: Readable, opts: WriteOptions): Promise<WriteResult> {
     try {
       checkId(id);
     } catch (err) {

@@ -5,7 +5,7 @@
  * and that a failed write (size limit, broken source) leaves nothing behind and still consumes the source.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SizeLimitError, type MessageStore } from '../../../src/spool/message-store.ts';
 
@@ -155,6 +155,19 @@ export function describeMessageStoreContract(name: string, make: () => Promise<M
       const id = newId();
       const boom = new Error('client went away');
       await expect(store.write(id, failingSource([randomBytes(70_000), randomBytes(70_000)], boom))).rejects.toBe(boom);
+      expect(await store.exists(id)).toBe(false);
+      expect(await listAll(store)).toEqual([]);
+    });
+
+    // Regression: the file store opened its temp file before it read the source, and an error of the source in that
+    // moment (the SMTP client gone just after DATA) was an 'error' event nobody listened to: the ingress crashed.
+    it('rejects with the source error when the source fails before the store has begun to read it', async () => {
+      const id = newId();
+      const boom = new Error('client went away');
+      const source = new PassThrough();
+      const written = store.write(id, source);
+      source.destroy(boom);
+      await expect(written).rejects.toBe(boom);
       expect(await store.exists(id)).toBe(false);
       expect(await listAll(store)).toEqual([]);
     });
