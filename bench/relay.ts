@@ -683,6 +683,18 @@ async function main(): Promise<void> {
     );
     if (cells.some((c) => !c.e2eComplete)) out.push('* not every accepted message reached the sink (see "missing")');
     out.push(
+      '\nCPU ms per delivered message, by process (command name; the split of "CPU ms/msg" above)',
+      ...cells.map((c) => {
+        const parts = Object.entries(c.cpuByProcessS)
+          .map(([name, s]) => [name, (s * 1000) / Math.max(1, c.delivered)] as const)
+          .filter(([, ms]) => ms >= 0.005)
+          .sort((a, b) => b[1] - a[1])
+          .map(([name, ms]) => `${name} ${fmt(ms, 2)}`);
+        return `  ${c.system} ${c.workload} ${c.shape} run ${c.run}: ${parts.join(', ')}`;
+      }),
+      '',
+    );
+    out.push(
       'peak RSS = sum over the process tree, sampled every 100 ms (counts shared pages once per process); ' +
         'peak PSS = shared pages split among processes, sampled every 1 s\n' +
         'CPU ms/msg = CPU time of the system under test per delivered message; other CPU % = what processes outside ' +
