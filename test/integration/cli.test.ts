@@ -3,12 +3,13 @@
  * `ingress` + `worker` as separate processes sharing one Redis and data dir; both stop cleanly on SIGTERM.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, expect, it } from 'vitest';
+import { ensureBinary } from '../../src/services/debian.ts';
 import { freePort, waitForPort } from '../../src/services/redis-server.ts';
 import { deletePrefix } from '../helpers/harness.ts';
 import { RawSmtp, sendRaw, simpleMessage } from '../helpers/raw-smtp.ts';
@@ -41,8 +42,17 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function run(args: string[]): { proc: ChildProcess; exited: Promise<number | null>; output: () => string } {
-  const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Polls `cond` until it holds; fails with `what` if the process exits first or 60 s pass. */
+async function waitUntil(cond: () => boolean, app: ReturnType<typeof run>, what: string): Promise<void> {
+  for (let i = 0; i < 1200 && !cond(); i++) {
+    if (app.proc.exitCode !== null || app.proc.signalCode !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  if (!cond()) throw new Error(`gave up waiting for ${what}:\n${app.output()}`);
+}
+
+function run(args: string[], env: NodeJS.ProcessEnv = process.env): { proc: ChildProcess; exited: Promise<number | null>; output: () => string } {
+  const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   procs.push(proc);
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -89,13 +99,23 @@ it('start: runs everything with a managed redis-server, delivers, serves /health
 
 it('start: a SIGTERM while it is still starting stops it once started, leaving no clamd, redis-server or temp dir', async () => {
   const { file } = await writeConfig({});
-  const app = run(['start', '--config', file]);
-  // The managed redis-server is up and the managed clamd is being started.
-  for (let i = 0; i < 600 && !app.output().includes('started a managed redis-server'); i++) await new Promise((r) => setTimeout(r, 50));
-  expect(app.output()).toContain('started a managed redis-server');
+  // The managed clamd is started through a `clamd` earlier on PATH that waits for a gate before it becomes the real
+  // one, so that the signal lands while clamd is starting (on a fast machine the whole start-up takes 100 ms).
+  const realClamd = ensureBinary('clamd', 'clamav-daemon');
+  const gate = path.join(dir, 'gate');
+  mkdirSync(path.join(dir, 'bin'));
+  writeFileSync(
+    path.join(dir, 'bin', 'clamd'),
+    `#!/bin/sh\ntouch '${gate}.starting'\nwhile [ ! -e '${gate}.open' ]; do sleep 0.05; done\nexec '${realClamd}' "$@"\n`,
+    { mode: 0o755 },
+  );
+  const app = run(['start', '--config', file], { ...process.env, PATH: `${path.join(dir, 'bin')}:${process.env.PATH ?? ''}` });
+  await waitUntil(() => existsSync(`${gate}.starting`), app, 'the managed clamd being started');
+  await waitUntil(() => app.output().includes('started a managed redis-server'), app, 'the managed redis-server');
   app.proc.kill('SIGTERM');
+  await waitUntil(() => app.output().includes('stop requested while starting'), app, 'the stop request being logged');
+  writeFileSync(`${gate}.open`, '');
   expect(await app.exited).toBe(0);
-  expect(app.output()).toContain('stop requested while starting');
   expect(app.output()).toContain('"msg":"stopped"');
   const dataDir = path.join(dir, 'data');
   const survivors = readdirSync('/proc')
@@ -131,7 +151,7 @@ it('start with queue.workerProcesses 2: two worker children share the queues, /m
   await waitForPort(adminPort, '127.0.0.1', 60_000, app.proc);
   await waitForPort(smtpPort, '127.0.0.1', 60_000, app.proc);
   // Both children say so when their workers run (and the ingress, main process, is up).
-  for (let i = 0; i < 600 && (app.output().match(/stage workers running/g) ?? []).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
+  await waitUntil(() => (app.output().match(/stage workers running/g) ?? []).length >= 2, app, 'both worker children');
   expect((app.output().match(/stage workers running/g) ?? []).length).toBe(2);
   for (let i = 0; i < 20; i++) {
     expect(await sendRaw(smtpPort, 's@example.net', [`u${i}@city.example.lg.jp`], simpleMessage({ subject: `m${i}` }))).toMatch(/^250 /);
@@ -155,9 +175,7 @@ it('start with smtp.ingressProcesses 2: sessions run in both ingress children, t
   const app = run(['start', '--config', file]);
   await waitForPort(adminPort, '127.0.0.1', 60_000, app.proc);
   await waitForPort(smtpPort, '127.0.0.1', 60_000, app.proc);
-  for (let i = 0; i < 600 && (app.output().match(/taking connections from the main process/g) ?? []).length < 2; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitUntil(() => (app.output().match(/taking connections from the main process/g) ?? []).length >= 2, app, 'both ingress children');
   // Three at a time (the per-IP cap), twelve messages, each on its own connection. A connection's slot is freed
   // when its ingress child reports the close, a moment after the client sees it: a client at its cap may meanwhile
   // get 421 4.7.0, and retries, as an MTA does.
