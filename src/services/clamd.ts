@@ -66,6 +66,8 @@ const START_POLL_MS = 100;
 const STOP_TIMEOUT_MS = 10_000;
 /** Budget of one PING or RELOAD command (clamd answers them without scanning anything). */
 const COMMAND_TIMEOUT_MS = 5_000;
+/** The last line clamd writes for a reload that failed, before or after its reload thread ran (ClamAV 0.103–1.4). */
+const RELOAD_FAILED = /Database reload (setup )?failed, keeping the previous instance/;
 /** Lines of clamd's output kept for error messages. */
 const OUTPUT_TAIL_LINES = 20;
 
@@ -276,6 +278,10 @@ export async function startManagedClamd(opts: ManagedClamdOptions): Promise<Mana
   const doReload = async (): Promise<void> => {
     linkDatabases(dbDir, signatureDir, opts.databaseDir);
     const activated = new Promise<void>((resolve, reject) => {
+      // A failed reload is told in two lines or more: the cause ("ERROR: reload_th: Database load failed: …"), then
+      // the end ("WARNING: Database reload failed, keeping the previous instance"). Only the end settles this reload:
+      // settled on the cause, the end line would be taken for the outcome of the next reload.
+      let cause: string | undefined;
       const waiter = (line: string | null) => {
         if (line === null) {
           lineWaiters.delete(waiter);
@@ -283,9 +289,11 @@ export async function startManagedClamd(opts: ManagedClamdOptions): Promise<Mana
         } else if (line.includes('Activating the newly loaded database')) {
           lineWaiters.delete(waiter);
           resolve();
-        } else if (/reload failed|reload_th:|reload setup failed/i.test(line)) {
+        } else if (RELOAD_FAILED.test(line)) {
           lineWaiters.delete(waiter);
-          reject(new SekishoError('SEKISHO_ERR_CLAMAV_UNAVAILABLE', `clamd could not reload its databases: ${line}`));
+          reject(new SekishoError('SEKISHO_ERR_CLAMAV_UNAVAILABLE', `clamd could not reload its databases: ${cause ?? line}`));
+        } else if (cause === undefined && /ERROR/.test(line)) {
+          cause = line;
         }
       };
       lineWaiters.add(waiter);

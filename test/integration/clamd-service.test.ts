@@ -10,6 +10,7 @@ import { validateConfig } from '../../src/config/load.ts';
 import { CheckFailedError, type Check } from '../../src/scan/check.ts';
 import { ClamdClient } from '../../src/scan/clamd-client.ts';
 import { createClamavCheck } from '../../src/scan/checks/clamav.ts';
+import { ensureBinary } from '../../src/services/debian.ts';
 import { PROJECT_SIGNATURE_DIR, startClamdForConfig, startManagedClamd } from '../../src/services/clamd.ts';
 import { checkContext, EICAR, fixture } from '../helpers/check-context.ts';
 import { startTestClamd, type TestClamd } from '../helpers/clamd.ts';
@@ -117,6 +118,41 @@ describe('managed clamd limits and recovery', () => {
       await expect(check.run(checkContext(big))).rejects.toThrow(/INSTREAM size limit exceeded/);
     } finally {
       await t.cleanup();
+    }
+  });
+
+  it('a failed reload ends at its last line: the next reload is not taken for failed', async () => {
+    // clamd tells a failed reload in two lines, the cause and then the end. Through this wrapper the end comes a
+    // second after the cause, so that a reload settled on the cause would take the end for the next reload's outcome.
+    const bin = mkdtempSync(path.join(os.tmpdir(), 'sekisho-clamd-bin-'));
+    writeFileSync(
+      path.join(bin, 'clamd'),
+      [
+        '#!/bin/bash',
+        `exec > >(while IFS= read -r l; do printf '%s\\n' "$l"; case "$l" in *reload_th:*) sleep 1;; esac; done) 2>&1`,
+        `exec '${ensureBinary('clamd', 'clamav-daemon')}' "$@"`,
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${bin}:${savedPath ?? ''}`;
+    let t: TestClamd;
+    try {
+      t = await startTestClamd();
+    } finally {
+      process.env.PATH = savedPath;
+    }
+    try {
+      const check = createClamavCheck({ clamd: t.clamd.endpoint, timeoutMs: 30_000, archive });
+      writeFileSync(path.join(t.databaseDir, 'broken.ndb'), 'this is not a signature\n');
+      await expect(t.clamd.reload()).rejects.toThrow(/could not reload its databases: .*Malformed database/);
+      rmSync(path.join(t.databaseDir, 'broken.ndb'));
+      await t.clamd.reload();
+      expect((await check.run(checkContext(EICAR_MAIL))).map((h) => h.name)).toEqual(['CLAMAV_VIRUS']);
+    } finally {
+      await t.cleanup();
+      rmSync(bin, { recursive: true, force: true });
     }
   });
 
