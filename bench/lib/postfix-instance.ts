@@ -128,7 +128,7 @@ export class PostfixInstance {
   readonly #stop: () => Promise<void>;
   readonly #procs = new ProcessSet();
   #clamd: ManagedClamd | undefined;
-  #clamdTemp: string | undefined;
+  #milterTemp: string | undefined;
   #milter: ChildProcess | undefined;
 
   private constructor(dir: string, port: number) {
@@ -167,14 +167,14 @@ export class PostfixInstance {
   async #startAntivirus(): Promise<string> {
     const dir = path.join(this.dir, 'clamav');
     mkdirSync(path.join(dir, 'clamd'), { recursive: true });
-    this.#clamdTemp = mkdtempSync('/dev/shm/sekisho-bench-clamd-');
-    this.#clamd = await startManagedClamd({ dir: path.join(dir, 'clamd'), tempDir: this.#clamdTemp, ...clamdDefaults });
+    this.#milterTemp = mkdtempSync('/dev/shm/sekisho-bench-milter-');
+    this.#clamd = await startManagedClamd({ dir: path.join(dir, 'clamd'), runParent: '/dev/shm', ...clamdDefaults });
     // Sekisho nices its clamd (scanning yields to accepting); Debian's clamav-daemon runs at the default priority,
     // and so does this one.
     setPriority(this.#clamd.pid, 0);
     const port = await freePort();
     const conf = path.join(dir, 'clamav-milter.conf');
-    writeFileSync(conf, milterConf(dir, port, this.#clamd.socket, this.#clamdTemp));
+    writeFileSync(conf, milterConf(dir, port, this.#clamd.socket, this.#milterTemp));
     const milter = spawn(milterBin, [`--config-file=${conf}`], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.#milter = milter;
     let stderr = '';
@@ -325,7 +325,7 @@ export class PostfixInstance {
 
   #removeDirs(): void {
     rmSync(this.dir, { recursive: true, force: true });
-    if (this.#clamdTemp) rmSync(this.#clamdTemp, { recursive: true, force: true });
+    if (this.#milterTemp) rmSync(this.#milterTemp, { recursive: true, force: true });
   }
 
 }

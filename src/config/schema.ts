@@ -246,9 +246,9 @@ export const configSchema = z
         /** Managed clamd only: scanning threads (each scans one stream; more than the cores only queues). */
         maxThreads: z.number().int().positive().default(8),
         /**
-         * Managed clamd only: its temporary files (every stream it scans, every member it unpacks) in memory
-         * (a private directory under /dev/shm) instead of under dataDir. Scans cost about half the CPU, and far less
-         * while the spool's fsyncs keep the disk's journal busy.
+         * Managed clamd only: its run directory, with its temporary files (every stream it scans, every member it
+         * unpacks), in memory (a private directory under /dev/shm) instead of the system temporary directory. Scans
+         * cost about half the CPU, and far less while the spool's fsyncs keep the disk's journal busy.
          */
         tempInMemory: z.boolean().default(true),
         archive: z

@@ -2,7 +2,7 @@
  * A managed clamd for one test file: its own directory, an empty stand-in for freshclam's directory (so the tests
  * load only the project's signatures, quickly and the same on every machine), the project's signatures.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startManagedClamd, type ManagedClamd, type ManagedClamdOptions } from '../../src/services/clamd.ts';
@@ -18,7 +18,10 @@ export interface TestClamd {
 }
 
 export async function startTestClamd(overrides: Partial<ManagedClamdOptions> = {}): Promise<TestClamd> {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'sekisho-clamd-'));
+  const root = mkdtempSync(path.join(os.tmpdir(), 'sekisho-clamd-test-'));
+  // Run as root, the managed clamd reads databaseDir's files as the clamav account, through their symlinks: it
+  // must be able to enter the directories on the way, as it can /var/lib/clamav.
+  chmodSync(root, 0o711);
   const databaseDir = path.join(root, 'official');
   mkdirSync(databaseDir);
   const options: ManagedClamdOptions = {

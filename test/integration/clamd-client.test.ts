@@ -223,12 +223,15 @@ async function startClamdWithReadTimeout(seconds: number): Promise<{ socket: str
     startTimeoutMs: 60_000,
     maxThreads: 2,
   };
-  mkdirSync(path.join(options.dir, 'tmp'), { recursive: true });
-  linkDatabases(path.join(options.dir, 'db'), PROJECT_SIGNATURE_DIR, options.databaseDir);
+  // No User line: this clamd runs as the test does, so its run directory can be anywhere.
+  const run = path.join(root, 'run');
+  mkdirSync(path.join(run, 'tmp'), { recursive: true });
+  mkdirSync(options.dir, { recursive: true });
+  linkDatabases(path.join(run, 'db'), PROJECT_SIGNATURE_DIR, options.databaseDir);
   const conf = path.join(options.dir, 'clamd.conf');
-  writeFileSync(conf, `${clamdConf(options)}ReadTimeout ${seconds}\n`);
+  writeFileSync(conf, `${clamdConf(options, run)}ReadTimeout ${seconds}\n`);
   const child = spawn(ensureBinary('clamd', 'clamav-daemon'), ['--config-file', conf], { stdio: 'ignore' });
-  const socket = path.join(options.dir, 'clamd.sock');
+  const socket = path.join(run, 'clamd.sock');
   const exited = once(child, 'exit');
   await vi.waitFor(() => new ClamdClient({ socket }, 5_000).ping(), { timeout: 60_000, interval: 100 });
   return {

@@ -2,6 +2,7 @@
  * The managed clamd: its files, failure of the check while clamd is down or hung (and recovery), signature reloads
  * while running, a clamd orphaned by a killed Sekisho, and the composition root's entry point.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -46,14 +47,32 @@ describe('managed clamd', () => {
 
   it('owns its config, socket and database directory, with limits sized from the config', () => {
     const dir = t.options.dir;
-    expect(readdirSync(path.join(dir, 'db')).sort()).toEqual(readdirSync(PROJECT_SIGNATURE_DIR).filter((f) => /\.(hdb|ndb)$/.test(f)).sort());
+    const run = readFileSync(path.join(dir, 'rundir'), 'utf8').trim();
+    expect(readdirSync(path.join(run, 'db')).sort()).toEqual(readdirSync(PROJECT_SIGNATURE_DIR).filter((f) => /\.(hdb|ndb)$/.test(f)).sort());
     const conf = readFileSync(path.join(dir, 'clamd.conf'), 'utf8');
     const streamMax = Number(/^StreamMaxLength (\d+)$/m.exec(conf)?.[1]);
     expect(streamMax).toBeGreaterThanOrEqual(t.options.maxStreamBytes);
     expect(Number(/^MaxFileSize (\d+)$/m.exec(conf)?.[1])).toBeGreaterThanOrEqual(streamMax);
     expect(conf).toMatch(/^AlertExceedsMax yes$/m);
     expect(conf).toMatch(/^AlertEncryptedArchive yes$/m);
-    expect(t.clamd.socket).toBe(path.join(dir, 'clamd.sock'));
+    expect(t.clamd.socket).toBe(path.join(run, 'clamd.sock'));
+    // clamd's log, written by Sekisho from its output.
+    expect(readFileSync(path.join(dir, 'clamd.log'), 'utf8')).toMatch(/Self checking every/);
+  });
+
+  it.runIf(process.geteuid?.() === 0)('run by root, clamd parses as the clamav account, in a run directory only that account (and root) can enter', () => {
+    const clamav = { uid: Number(execFileSync('id', ['-u', 'clamav'], { encoding: 'utf8' })), gid: Number(execFileSync('id', ['-g', 'clamav'], { encoding: 'utf8' })) };
+    expect(clamav.uid).toBeGreaterThan(0);
+    const status = readFileSync(`/proc/${t.clamd.pid}/status`, 'utf8');
+    // Real, effective, saved and filesystem ids: root is dropped for good, not just set aside.
+    expect(/^Uid:\s+(.*)$/m.exec(status)?.[1]?.split(/\s+/).map(Number)).toEqual([clamav.uid, clamav.uid, clamav.uid, clamav.uid]);
+    expect(/^Gid:\s+(.*)$/m.exec(status)?.[1]?.split(/\s+/).map(Number)).toEqual([clamav.gid, clamav.gid, clamav.gid, clamav.gid]);
+    const run = path.dirname(t.clamd.socket);
+    for (const d of [run, path.join(run, 'tmp')]) {
+      const st = statSync(d);
+      expect({ uid: st.uid, mode: st.mode & 0o777 }).toEqual({ uid: clamav.uid, mode: 0o700 });
+    }
+    expect(statSync(t.clamd.socket).uid).toBe(clamav.uid);
   });
 
   it('clamd stopped → the check fails (CLAMAV_FAIL); clamd back → the virus is found', async () => {
@@ -94,7 +113,7 @@ describe('managed clamd', () => {
       },
       { timeout: 30_000, interval: 250 },
     );
-    expect(existsSync(path.join(t.options.dir, 'db', 'update.ndb'))).toBe(true);
+    expect(existsSync(path.join(path.dirname(t.clamd.socket), 'db', 'update.ndb'))).toBe(true);
   });
 
   it('a broken signature file: reload() rejects and the old databases keep scanning', async () => {
@@ -156,6 +175,24 @@ describe('managed clamd limits and recovery', () => {
     }
   });
 
+  it('once stopped, a database change seen just before does not bring back its run directory, and reload() refuses', async () => {
+    const t = await startTestClamd();
+    const run = path.dirname(t.clamd.socket);
+    try {
+      writeFileSync(path.join(t.databaseDir, 'late.ndb'), `Sekisho.Test.Late:0:*:${Buffer.from('late').toString('hex')}\n`);
+      // The watcher has seen the file (its reload is timed for ~2 s later), then clamd is stopped.
+      await new Promise((r) => setTimeout(r, 500));
+      await t.clamd.stop();
+      expect(existsSync(run)).toBe(false);
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect(existsSync(run)).toBe(false);
+      await expect(t.clamd.reload()).rejects.toThrow(/stopped/);
+      expect(existsSync(run)).toBe(false);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
   it('a clamd orphaned by a killed Sekisho is stopped before a new one starts on the same directory', async () => {
     const t = await startTestClamd();
     try {
@@ -187,9 +224,11 @@ describe('startClamdForConfig', () => {
     try {
       const r = validateConfig({ ...base, dataDir, clamav: { databaseDir: path.join(dataDir, 'no-official-db') } });
       if (!r.ok) throw new Error(JSON.stringify(r.issues));
+      // dataDir is private (0700): clamd's account cannot enter it, and need not.
       const svc = await startClamdForConfig(r.config);
       try {
-        expect(svc.endpoint).toEqual({ socket: path.join(dataDir, 'clamd', 'clamd.sock') });
+        const run = readFileSync(path.join(dataDir, 'clamd', 'rundir'), 'utf8').trim();
+        expect(svc.endpoint).toEqual({ socket: path.join(run, 'clamd.sock') });
         await new ClamdClient(svc.endpoint, 5_000).ping();
       } finally {
         await svc.stop();
@@ -199,36 +238,42 @@ describe('startClamdForConfig', () => {
     }
   });
 
-  it('keeps the managed clamd\'s temporary files in a private directory in memory, removed on stop and after a crash', async () => {
+  it('keeps the run directory (socket, databases, temporary files) private and in memory, removed on stop and at the start after a crash', async () => {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'sekisho-cfg-'));
     const left: string[] = [];
     try {
       const r = validateConfig({ ...base, dataDir, clamav: { databaseDir: path.join(dataDir, 'no-official-db') } });
       if (!r.ok) throw new Error(JSON.stringify(r.issues));
-      const tempDirOf = () => /^TemporaryDirectory (.+)$/m.exec(readFileSync(path.join(dataDir, 'clamd', 'clamd.conf'), 'utf8'))?.[1] ?? '';
+      const runOf = () => readFileSync(path.join(dataDir, 'clamd', 'rundir'), 'utf8').trim();
 
       const first = await startClamdForConfig(r.config);
-      const tmp = tempDirOf();
-      left.push(tmp);
-      expect(path.dirname(tmp)).toBe('/dev/shm');
-      expect(statSync(tmp).mode & 0o777).toBe(0o700);
+      const run = runOf();
+      left.push(run);
+      expect(path.dirname(run)).toBe('/dev/shm');
+      expect(/^TemporaryDirectory (.+)$/m.exec(readFileSync(path.join(dataDir, 'clamd', 'clamd.conf'), 'utf8'))?.[1]).toBe(path.join(run, 'tmp'));
+      for (const d of [run, path.join(run, 'tmp')]) expect(statSync(d).mode & 0o777).toBe(0o700);
       // A scan goes through it (clamd writes the stream there).
       expect((await new ClamdClient(first.endpoint, 5_000).scan(Buffer.from(EICAR))).found).toHaveLength(1);
-      // Killed without stop(): the directory stays behind until the next start removes it.
-      await first.managed!.stop();
-      expect(existsSync(tmp)).toBe(true);
+      // Sekisho killed (first is never stopped): its clamd runs on and its files stay, until the next start.
+      const orphan = first.managed!.pid;
+      writeFileSync(path.join(run, 'tmp', 'left-by-a-crash'), 'x');
       const second = await startClamdForConfig(r.config);
-      left.push(tempDirOf());
-      expect(existsSync(tmp)).toBe(false);
+      expect(alive(orphan)).toBe(false);
+      expect(runOf()).toBe(run);
+      expect(existsSync(path.join(run, 'tmp', 'left-by-a-crash'))).toBe(false);
+      await new ClamdClient(second.endpoint, 5_000).ping();
       await second.stop();
-      expect(existsSync(tempDirOf())).toBe(false);
+      expect(existsSync(run)).toBe(false);
 
-      // Opting out keeps them under dataDir.
+      // Opting out keeps them on disk, in the system's temporary directory.
       const onDisk = validateConfig({ ...base, dataDir, clamav: { databaseDir: path.join(dataDir, 'no-official-db'), tempInMemory: false } });
       if (!onDisk.ok) throw new Error(JSON.stringify(onDisk.issues));
       const third = await startClamdForConfig(onDisk.config);
-      expect(tempDirOf()).toBe(path.join(dataDir, 'clamd', 'tmp'));
+      left.push(runOf());
+      expect(path.dirname(runOf())).toBe(os.tmpdir());
+      await new ClamdClient(third.endpoint, 5_000).ping();
       await third.stop();
+      expect(existsSync(runOf())).toBe(false);
     } finally {
       for (const d of left) rmSync(d, { recursive: true, force: true });
       rmSync(dataDir, { recursive: true, force: true });

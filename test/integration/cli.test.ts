@@ -97,7 +97,7 @@ it('start: runs everything with a managed redis-server, delivers, serves /health
   expect(app.output()).toContain('"msg":"stopped"');
 });
 
-it('start: a SIGTERM while it is still starting stops it once started, leaving no clamd, redis-server or temp dir', async () => {
+it('start: a SIGTERM while it is still starting stops it once started, leaving no clamd, redis-server or clamd run directory', async () => {
   const { file } = await writeConfig({});
   // The managed clamd is started through a `clamd` earlier on PATH that waits for a gate before it becomes the real
   // one, so that the signal lands while clamd is starting (on a fast machine the whole start-up takes 100 ms).
@@ -129,8 +129,8 @@ it('start: a SIGTERM while it is still starting stops it once started, leaving n
     })
     .filter((cmd) => cmd.includes(dataDir));
   expect(survivors).toEqual([]);
-  const tmp = readFileSync(path.join(dataDir, 'clamd', 'tmpdir'), 'utf8').trim();
-  expect(existsSync(tmp)).toBe(false);
+  const runDir = readFileSync(path.join(dataDir, 'clamd', 'rundir'), 'utf8').trim();
+  expect(existsSync(runDir)).toBe(false);
   // redis-server's command line names its port, not the data dir.
   const redisPort = Number(/"url":"redis:\/\/127\.0\.0\.1:(\d+)/.exec(app.output())?.[1]);
   expect(redisPort).toBeGreaterThan(0);
