@@ -2,7 +2,7 @@
  * A managed clamd for one test file: its own directory, an empty stand-in for freshclam's directory (so the tests
  * load only the project's signatures, quickly and the same on every machine), the project's signatures.
  */
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startManagedClamd, type ManagedClamd, type ManagedClamdOptions } from '../../src/services/clamd.ts';
@@ -47,4 +47,9 @@ export async function startTestClamd(overrides: Partial<ManagedClamdOptions> = {
     },
   };
   return t;
+}
+
+/** The run directory (socket, databases, temporary files) of the managed clamd that owns `dir`. */
+export function runDirOf(dir: string): string {
+  return readFileSync(path.join(dir, 'rundir'), 'utf8').trim();
 }

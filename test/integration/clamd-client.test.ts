@@ -225,13 +225,13 @@ async function startClamdWithReadTimeout(seconds: number): Promise<{ socket: str
   };
   // No User line: this clamd runs as the test does, so its run directory can be anywhere.
   const run = path.join(root, 'run');
-  mkdirSync(path.join(run, 'tmp'), { recursive: true });
+  for (const sub of ['tmp', 'sock']) mkdirSync(path.join(run, sub), { recursive: true });
   mkdirSync(options.dir, { recursive: true });
   linkDatabases(path.join(run, 'db'), PROJECT_SIGNATURE_DIR, options.databaseDir);
   const conf = path.join(options.dir, 'clamd.conf');
   writeFileSync(conf, `${clamdConf(options, run)}ReadTimeout ${seconds}\n`);
   const child = spawn(ensureBinary('clamd', 'clamav-daemon'), ['--config-file', conf], { stdio: 'ignore' });
-  const socket = path.join(run, 'clamd.sock');
+  const socket = path.join(run, 'sock', 'clamd.sock');
   const exited = once(child, 'exit');
   await vi.waitFor(() => new ClamdClient({ socket }, 5_000).ping(), { timeout: 60_000, interval: 100 });
   return {

@@ -2,7 +2,7 @@
  * The managed clamd: its files, failure of the check while clamd is down or hung (and recovery), signature reloads
  * while running, a clamd orphaned by a killed Sekisho, and the composition root's entry point.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +14,7 @@ import { createClamavCheck } from '../../src/scan/checks/clamav.ts';
 import { ensureBinary } from '../../src/services/debian.ts';
 import { PROJECT_SIGNATURE_DIR, startClamdForConfig, startManagedClamd } from '../../src/services/clamd.ts';
 import { checkContext, EICAR, fixture } from '../helpers/check-context.ts';
-import { startTestClamd, type TestClamd } from '../helpers/clamd.ts';
+import { runDirOf, startTestClamd, type TestClamd } from '../helpers/clamd.ts';
 
 const archive = { maxDepth: 5, maxExpandedBytes: 200 * 1024 * 1024, maxRatio: 100, maxEntries: 10_000 };
 const EICAR_MAIL = fixture('av-eicar-attachment.eml');
@@ -47,7 +47,7 @@ describe('managed clamd', () => {
 
   it('owns its config, socket and database directory, with limits sized from the config', () => {
     const dir = t.options.dir;
-    const run = readFileSync(path.join(dir, 'rundir'), 'utf8').trim();
+    const run = runDirOf(dir);
     expect(readdirSync(path.join(run, 'db')).sort()).toEqual(readdirSync(PROJECT_SIGNATURE_DIR).filter((f) => /\.(hdb|ndb)$/.test(f)).sort());
     const conf = readFileSync(path.join(dir, 'clamd.conf'), 'utf8');
     const streamMax = Number(/^StreamMaxLength (\d+)$/m.exec(conf)?.[1]);
@@ -55,24 +55,36 @@ describe('managed clamd', () => {
     expect(Number(/^MaxFileSize (\d+)$/m.exec(conf)?.[1])).toBeGreaterThanOrEqual(streamMax);
     expect(conf).toMatch(/^AlertExceedsMax yes$/m);
     expect(conf).toMatch(/^AlertEncryptedArchive yes$/m);
-    expect(t.clamd.socket).toBe(path.join(run, 'clamd.sock'));
+    expect(t.clamd.socket).toBe(path.join(run, 'sock', 'clamd.sock'));
     // clamd's log, written by Sekisho from its output.
     expect(readFileSync(path.join(dir, 'clamd.log'), 'utf8')).toMatch(/Self checking every/);
   });
 
-  it.runIf(process.geteuid?.() === 0)('run by root, clamd parses as the clamav account, in a run directory only that account (and root) can enter', () => {
-    const clamav = { uid: Number(execFileSync('id', ['-u', 'clamav'], { encoding: 'utf8' })), gid: Number(execFileSync('id', ['-g', 'clamav'], { encoding: 'utf8' })) };
+  it.runIf(process.geteuid?.() === 0)('run by root, clamd parses as the clamav account, which may write in its socket and temporary directories only', () => {
+    const id = (flag: string) => Number(execFileSync('id', [flag, 'clamav'], { encoding: 'utf8' }));
+    const clamav = { uid: id('-u'), gid: id('-g') };
     expect(clamav.uid).toBeGreaterThan(0);
     const status = readFileSync(`/proc/${t.clamd.pid}/status`, 'utf8');
     // Real, effective, saved and filesystem ids: root is dropped for good, not just set aside.
     expect(/^Uid:\s+(.*)$/m.exec(status)?.[1]?.split(/\s+/).map(Number)).toEqual([clamav.uid, clamav.uid, clamav.uid, clamav.uid]);
     expect(/^Gid:\s+(.*)$/m.exec(status)?.[1]?.split(/\s+/).map(Number)).toEqual([clamav.gid, clamav.gid, clamav.gid, clamav.gid]);
-    const run = path.dirname(t.clamd.socket);
-    for (const d of [run, path.join(run, 'tmp')]) {
-      const st = statSync(d);
-      expect({ uid: st.uid, mode: st.mode & 0o777 }).toEqual({ uid: clamav.uid, mode: 0o700 });
-    }
+    const run = runDirOf(t.options.dir);
+    const owner = (d: string) => {
+      const st = statSync(path.join(run, d));
+      return { uid: st.uid, mode: st.mode & 0o777 };
+    };
+    expect(owner('.')).toEqual({ uid: 0, mode: 0o711 });
+    expect(owner('db')).toEqual({ uid: 0, mode: 0o755 });
+    expect(owner('sock')).toEqual({ uid: clamav.uid, mode: 0o700 });
+    expect(owner('tmp')).toEqual({ uid: clamav.uid, mode: 0o700 });
     expect(statSync(t.clamd.socket).uid).toBe(clamav.uid);
+    // As clamd's account: it cannot add to, or swap, the run directory or the databases Sekisho maintains as root.
+    const asClamav = (...args: string[]) => spawnSync(args[0]!, args.slice(1), { uid: clamav.uid, gid: clamav.gid, stdio: 'ignore' }).status;
+    expect(asClamav('touch', path.join(run, 'planted'))).not.toBe(0);
+    expect(asClamav('mv', path.join(run, 'db'), path.join(run, 'sock', 'db'))).not.toBe(0);
+    expect(asClamav('touch', path.join(run, 'db', 'planted.ndb'))).not.toBe(0);
+    expect(asClamav('touch', path.join(run, 'tmp', 'its-own'))).toBe(0);
+    expect(existsSync(path.join(run, 'db'))).toBe(true);
   });
 
   it('clamd stopped → the check fails (CLAMAV_FAIL); clamd back → the virus is found', async () => {
@@ -113,7 +125,7 @@ describe('managed clamd', () => {
       },
       { timeout: 30_000, interval: 250 },
     );
-    expect(existsSync(path.join(path.dirname(t.clamd.socket), 'db', 'update.ndb'))).toBe(true);
+    expect(existsSync(path.join(runDirOf(t.options.dir), 'db', 'update.ndb'))).toBe(true);
   });
 
   it('a broken signature file: reload() rejects and the old databases keep scanning', async () => {
@@ -177,7 +189,7 @@ describe('managed clamd limits and recovery', () => {
 
   it('once stopped, a database change seen just before does not bring back its run directory, and reload() refuses', async () => {
     const t = await startTestClamd();
-    const run = path.dirname(t.clamd.socket);
+    const run = runDirOf(t.options.dir);
     try {
       writeFileSync(path.join(t.databaseDir, 'late.ndb'), `Sekisho.Test.Late:0:*:${Buffer.from('late').toString('hex')}\n`);
       // The watcher has seen the file (its reload is timed for ~2 s later), then clamd is stopped.
@@ -227,8 +239,7 @@ describe('startClamdForConfig', () => {
       // dataDir is private (0700): clamd's account cannot enter it, and need not.
       const svc = await startClamdForConfig(r.config);
       try {
-        const run = readFileSync(path.join(dataDir, 'clamd', 'rundir'), 'utf8').trim();
-        expect(svc.endpoint).toEqual({ socket: path.join(run, 'clamd.sock') });
+        expect(svc.endpoint).toEqual({ socket: path.join(runDirOf(path.join(dataDir, 'clamd')), 'sock', 'clamd.sock') });
         await new ClamdClient(svc.endpoint, 5_000).ping();
       } finally {
         await svc.stop();
@@ -244,14 +255,15 @@ describe('startClamdForConfig', () => {
     try {
       const r = validateConfig({ ...base, dataDir, clamav: { databaseDir: path.join(dataDir, 'no-official-db') } });
       if (!r.ok) throw new Error(JSON.stringify(r.issues));
-      const runOf = () => readFileSync(path.join(dataDir, 'clamd', 'rundir'), 'utf8').trim();
+      const runOf = () => runDirOf(path.join(dataDir, 'clamd'));
 
       const first = await startClamdForConfig(r.config);
       const run = runOf();
       left.push(run);
       expect(path.dirname(run)).toBe('/dev/shm');
       expect(/^TemporaryDirectory (.+)$/m.exec(readFileSync(path.join(dataDir, 'clamd', 'clamd.conf'), 'utf8'))?.[1]).toBe(path.join(run, 'tmp'));
-      for (const d of [run, path.join(run, 'tmp')]) expect(statSync(d).mode & 0o777).toBe(0o700);
+      expect(statSync(run).mode & 0o777).toBe(process.geteuid?.() === 0 ? 0o711 : 0o700);
+      expect(statSync(path.join(run, 'tmp')).mode & 0o777).toBe(0o700);
       // A scan goes through it (clamd writes the stream there).
       expect((await new ClamdClient(first.endpoint, 5_000).scan(Buffer.from(EICAR))).found).toHaveLength(1);
       // Sekisho killed (first is never stopped): its clamd runs on and its files stay, until the next start.
