@@ -265,11 +265,19 @@ export async function startManagedClamd(opts: ManagedClamdOptions): Promise<Mana
   const account = process.geteuid?.() === 0 ? clamdAccount() : undefined;
   await removeLeftRun(dir, confFile, account);
   const run = makeRunDir(dir, opts.runParent ?? os.tmpdir(), account);
-  const removeRun = () => removeRunDir(run, account);
+  const log = opts.log?.child({ service: 'clamd' });
+  // Left in place if it cannot be removed (the next start tries again, or names it): never a reason to fail a stop
+  // or to hide why a start failed.
+  const removeRun = () => {
+    try {
+      removeRunDir(run, account);
+    } catch (err) {
+      log?.warn({ err, run }, 'cannot remove the managed clamd\'s run directory');
+    }
+  };
   const socket = path.join(run, 'sock', 'clamd.sock');
   const dbDir = path.join(run, 'db');
   const signatureDir = opts.signatureDir ?? PROJECT_SIGNATURE_DIR;
-  const log = opts.log?.child({ service: 'clamd' });
   let child: ChildProcess;
   try {
     writeFileSync(confFile, clamdConf(opts, run, account?.name));
@@ -455,6 +463,8 @@ function memoryDir(log?: Logger): string | undefined {
 
 const RUN_PREFIX = 'sekisho-clamd-';
 
+type Account = { name: string; uid: number; gid: number };
+
 /**
  * The account the managed clamd runs as when Sekisho runs as root. Debian's clamav-daemon package (which Sekisho
  * installs when clamd is missing) creates it; without it, clamd would parse hostile files as root, so it does not
@@ -472,8 +482,6 @@ function clamdAccount(): Account {
     );
   }
 }
-
-type Account = { name: string; uid: number; gid: number };
 
 /** The subdirectories of the run directory that clamd's account owns (and may write in). */
 const CLAMD_WRITABLE = ['sock', 'tmp'];
