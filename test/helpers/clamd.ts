@@ -2,10 +2,11 @@
  * A managed clamd for one test file: its own directory, an empty stand-in for freshclam's directory (so the tests
  * load only the project's signatures, quickly and the same on every machine), the project's signatures.
  */
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startManagedClamd, type ManagedClamd, type ManagedClamdOptions } from '../../src/services/clamd.ts';
+import { ensureBinary } from '../../src/services/debian.ts';
 
 export interface TestClamd {
   clamd: ManagedClamd;
@@ -52,4 +53,15 @@ export async function startTestClamd(overrides: Partial<ManagedClamdOptions> = {
 /** The run directory (socket, databases, temporary files) of the managed clamd that owns `dir`. */
 export function runDirOf(dir: string): string {
   return readFileSync(path.join(dir, 'rundir'), 'utf8').trim();
+}
+
+/**
+ * Makes `${dir}/bin/clamd`: a script that runs the shell lines `before`, then becomes the real clamd (same pid).
+ * Put `${dir}/bin` first on PATH and the managed clamd is started through it. Returns `${dir}/bin`.
+ */
+export function clamdWrapper(dir: string, before: string[]): string {
+  const bin = path.join(dir, 'bin');
+  mkdirSync(bin, { recursive: true });
+  writeFileSync(path.join(bin, 'clamd'), ['#!/bin/bash', ...before, `exec '${ensureBinary('clamd', 'clamav-daemon')}' "$@"`, ''].join('\n'), { mode: 0o755 });
+  return bin;
 }

@@ -11,10 +11,9 @@ import { validateConfig } from '../../src/config/load.ts';
 import { CheckFailedError, type Check } from '../../src/scan/check.ts';
 import { ClamdClient } from '../../src/scan/clamd-client.ts';
 import { createClamavCheck } from '../../src/scan/checks/clamav.ts';
-import { ensureBinary } from '../../src/services/debian.ts';
 import { PROJECT_SIGNATURE_DIR, startClamdForConfig, startManagedClamd } from '../../src/services/clamd.ts';
 import { checkContext, EICAR, fixture } from '../helpers/check-context.ts';
-import { runDirOf, startTestClamd, type TestClamd } from '../helpers/clamd.ts';
+import { clamdWrapper, runDirOf, startTestClamd, type TestClamd } from '../helpers/clamd.ts';
 
 const archive = { maxDepth: 5, maxExpandedBytes: 200 * 1024 * 1024, maxRatio: 100, maxEntries: 10_000 };
 const EICAR_MAIL = fixture('av-eicar-attachment.eml');
@@ -155,17 +154,10 @@ describe('managed clamd limits and recovery', () => {
   it('a failed reload ends at its last line: the next reload is not taken for failed', async () => {
     // clamd tells a failed reload in two lines, the cause and then the end. Through this wrapper the end comes a
     // second after the cause, so that a reload settled on the cause would take the end for the next reload's outcome.
-    const bin = mkdtempSync(path.join(os.tmpdir(), 'sekisho-clamd-bin-'));
-    writeFileSync(
-      path.join(bin, 'clamd'),
-      [
-        '#!/bin/bash',
-        `exec > >(while IFS= read -r l; do printf '%s\\n' "$l"; case "$l" in *reload_th:*) sleep 1;; esac; done) 2>&1`,
-        `exec '${ensureBinary('clamd', 'clamav-daemon')}' "$@"`,
-        '',
-      ].join('\n'),
-      { mode: 0o755 },
-    );
+    const wrapperDir = mkdtempSync(path.join(os.tmpdir(), 'sekisho-clamd-bin-'));
+    const bin = clamdWrapper(wrapperDir, [
+      `exec > >(while IFS= read -r l; do printf '%s\\n' "$l"; case "$l" in *reload_th:*) sleep 1;; esac; done) 2>&1`,
+    ]);
     const savedPath = process.env.PATH;
     process.env.PATH = `${bin}:${savedPath ?? ''}`;
     let t: TestClamd;
@@ -183,7 +175,7 @@ describe('managed clamd limits and recovery', () => {
       expect((await check.run(checkContext(EICAR_MAIL))).map((h) => h.name)).toEqual(['CLAMAV_VIRUS']);
     } finally {
       await t.cleanup();
-      rmSync(bin, { recursive: true, force: true });
+      rmSync(wrapperDir, { recursive: true, force: true });
     }
   });
 

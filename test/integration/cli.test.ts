@@ -3,14 +3,14 @@
  * `ingress` + `worker` as separate processes sharing one Redis and data dir; both stop cleanly on SIGTERM.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, expect, it } from 'vitest';
-import { ensureBinary } from '../../src/services/debian.ts';
+import { afterEach, beforeEach, expect, it, onTestFailed } from 'vitest';
 import { freePort, waitForPort } from '../../src/services/redis-server.ts';
+import { clamdWrapper } from '../helpers/clamd.ts';
 import { deletePrefix } from '../helpers/harness.ts';
 import { RawSmtp, sendRaw, simpleMessage } from '../helpers/raw-smtp.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
@@ -58,6 +58,8 @@ function run(args: string[], env: NodeJS.ProcessEnv = process.env): { proc: Chil
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  // A failure says what the process said (the assertion alone rarely tells why a start or a send went wrong).
+  onTestFailed(() => console.error(`output of sekisho ${args.join(' ')}:\n${out.slice(-20_000)}`));
   return { proc, exited, output: () => out };
 }
 
@@ -101,15 +103,9 @@ it('start: a SIGTERM while it is still starting stops it once started, leaving n
   const { file } = await writeConfig({});
   // The managed clamd is started through a `clamd` earlier on PATH that waits for a gate before it becomes the real
   // one, so that the signal lands while clamd is starting (on a fast machine the whole start-up takes 100 ms).
-  const realClamd = ensureBinary('clamd', 'clamav-daemon');
   const gate = path.join(dir, 'gate');
-  mkdirSync(path.join(dir, 'bin'));
-  writeFileSync(
-    path.join(dir, 'bin', 'clamd'),
-    `#!/bin/sh\ntouch '${gate}.starting'\nwhile [ ! -e '${gate}.open' ]; do sleep 0.05; done\nexec '${realClamd}' "$@"\n`,
-    { mode: 0o755 },
-  );
-  const app = run(['start', '--config', file], { ...process.env, PATH: `${path.join(dir, 'bin')}:${process.env.PATH ?? ''}` });
+  const bin = clamdWrapper(dir, [`touch '${gate}.starting'`, `while [ ! -e '${gate}.open' ]; do sleep 0.05; done`]);
+  const app = run(['start', '--config', file], { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` });
   await waitUntil(() => existsSync(`${gate}.starting`), app, 'the managed clamd being started');
   await waitUntil(() => app.output().includes('started a managed redis-server'), app, 'the managed redis-server');
   app.proc.kill('SIGTERM');
