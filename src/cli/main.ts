@@ -159,7 +159,7 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
   let redisUrl = args.redisUrl ?? config.redis.url;
   let stopRedis: (() => Promise<void>) | undefined;
   if (!redisUrl) {
-    const redis = await startManagedRedis({ dir: path.join(config.dataDir, 'redis'), persist: true });
+    const redis = await startManagedRedis({ dir: path.join(config.dataDir, 'redis'), persist: true, unixSocket: true });
     redisUrl = redis.url;
     stopRedis = redis.stop;
     log.info({ url: redis.url }, 'started a managed redis-server (redis.url is not configured)');

@@ -160,7 +160,7 @@ export const configSchema = z
       .prefault({}),
     redis: z
       .object({
-        url: z.string().regex(/^rediss?:\/\//, 'must be redis://host:port/db or rediss://…').optional(),
+        url: z.string().regex(/^(rediss?|unix):\/\//, 'must be redis://host:port/db, rediss://… or unix:///path/redis.sock?db=N').optional(),
         /** Key prefix of every BullMQ key, so that several installations (or tests) share one Redis. */
         prefix: z.string().min(1).default('sekisho'),
       })

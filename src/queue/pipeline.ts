@@ -48,10 +48,13 @@ export function deliverJobId(mid: string, route: string): string {
 
 export function redisOptions(url: string, forWorker: boolean): BullRedisOptions {
   const u = new URL(url);
+  // unix:///path/redis.sock?db=N, or redis[s]://[user:password@]host:port/N
+  const where =
+    u.protocol === 'unix:'
+      ? { path: decodeURIComponent(u.pathname), db: Number(u.searchParams.get('db') || 0) }
+      : { host: u.hostname, port: Number(u.port || 6379), db: Number(u.pathname.slice(1) || 0) };
   return {
-    host: u.hostname,
-    port: Number(u.port || 6379),
-    db: Number(u.pathname.slice(1) || 0),
+    ...where,
     username: u.username ? decodeURIComponent(u.username) : undefined,
     password: u.password ? decodeURIComponent(u.password) : undefined,
     tls: u.protocol === 'rediss:' ? {} : undefined,

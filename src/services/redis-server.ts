@@ -1,7 +1,11 @@
 /**
- * A project-managed redis-server, started when `redis.url` is not configured (and by the test suite). It listens
- * on 127.0.0.1 only, on a port of its own, and keeps an append-only file under dataDir so that a restart of Sekisho
- * does not drop queued jobs (the spool would recover them anyway: Redis is not the source of truth).
+ * A project-managed redis-server, started when `redis.url` is not configured (and by the test suite). It keeps an
+ * append-only file under dataDir so that a restart of Sekisho does not drop queued jobs (the spool would recover
+ * them anyway: Redis is not the source of truth).
+ *
+ * `sekisho start`'s listens on a unix socket only (`unixSocket`), mode 700: a TCP port on 127.0.0.1 would let every
+ * local user read and flush the queues (Redis has no password here). The test suite's listens on 127.0.0.1, on a
+ * port of its own.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -11,9 +15,17 @@ import { SekishoError } from '../errors.ts';
 import { ensureBinary } from './debian.ts';
 
 export interface ManagedRedis {
+  /** `unix:///path/redis.sock?db=0` or `redis://127.0.0.1:port/0`. */
   url: string;
-  port: number;
   stop(): Promise<void>;
+}
+
+/** A unix socket's path must fit sockaddr_un (108 bytes with its NUL on Linux). */
+const MAX_UNIX_SOCKET_PATH = 107;
+
+/** The `redis.url` of a unix socket (its path percent-encoded where a URL needs it). */
+export function unixRedisUrl(socket: string, db = 0): string {
+  return `unix://${encodeURI(socket).replaceAll('?', '%3F').replaceAll('#', '%23')}?db=${db}`;
 }
 
 export async function freePort(host = '127.0.0.1'): Promise<number> {
@@ -28,18 +40,27 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
 }
 
 export async function waitForPort(port: number, host: string, timeoutMs: number, child?: ChildProcess): Promise<void> {
+  return waitForListener(() => net.connect(port, host), `${host}:${port}`, timeoutMs, child);
+}
+
+export async function waitForSocket(socket: string, timeoutMs: number, child?: ChildProcess): Promise<void> {
+  return waitForListener(() => net.connect(socket), socket, timeoutMs, child);
+}
+
+async function waitForListener(connect: () => net.Socket, where: string, timeoutMs: number, child?: ChildProcess): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (child && child.exitCode !== null) throw new Error(`process exited with code ${child.exitCode}`);
     const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, host, () => {
+      const s = connect();
+      s.once('connect', () => {
         s.destroy();
         resolve(true);
       });
       s.on('error', () => resolve(false));
     });
     if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${where} after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -47,13 +68,17 @@ export async function waitForPort(port: number, host: string, timeoutMs: number,
 /** Start-up budget: redis-server loads an AOF of a few MB in well under a second. */
 const REDIS_START_TIMEOUT_MS = 15_000;
 
-export async function startManagedRedis(opts: { dir: string; persist?: boolean; port?: number }): Promise<ManagedRedis> {
+export async function startManagedRedis(opts: { dir: string; persist?: boolean; unixSocket?: boolean }): Promise<ManagedRedis> {
   const bin = ensureBinary('redis-server', 'redis-server');
   mkdirSync(opts.dir, { recursive: true });
-  const port = opts.port ?? (await freePort());
+  const socket = path.join(path.resolve(opts.dir), 'redis.sock');
+  if (opts.unixSocket && Buffer.byteLength(socket) > MAX_UNIX_SOCKET_PATH) {
+    throw new SekishoError('SEKISHO_ERR_SERVICE_START', `the managed redis-server's socket path is too long for a unix socket (${socket}): choose a shorter dataDir`);
+  }
+  const port = opts.unixSocket ? 0 : await freePort();
+  const listen = opts.unixSocket ? ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700'] : ['--bind', '127.0.0.1', '--port', String(port)];
   const args = [
-    '--bind', '127.0.0.1',
-    '--port', String(port),
+    ...listen,
     '--dir', path.resolve(opts.dir),
     '--save', '',
     '--appendonly', opts.persist ? 'yes' : 'no',
@@ -67,14 +92,14 @@ export async function startManagedRedis(opts: { dir: string; persist?: boolean; 
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   try {
-    await waitForPort(port, '127.0.0.1', REDIS_START_TIMEOUT_MS, child);
+    if (opts.unixSocket) await waitForSocket(socket, REDIS_START_TIMEOUT_MS, child);
+    else await waitForPort(port, '127.0.0.1', REDIS_START_TIMEOUT_MS, child);
   } catch (err) {
     child.kill('SIGKILL');
     throw new SekishoError('SEKISHO_ERR_SERVICE_START', `redis-server did not start: ${(err as Error).message} ${stderr}`.trim());
   }
   return {
-    url: `redis://127.0.0.1:${port}/0`,
-    port,
+    url: opts.unixSocket ? unixRedisUrl(socket) : `redis://127.0.0.1:${port}/0`,
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();

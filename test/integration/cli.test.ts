@@ -3,7 +3,7 @@
  * `ingress` + `worker` as separate processes sharing one Redis and data dir; both stop cleanly on SIGTERM.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -94,6 +94,10 @@ it('start: runs everything with a managed redis-server, delivers, serves /health
   const health = await fetch(`http://127.0.0.1:${adminPort}/healthz`);
   expect(health.status).toBe(200);
   expect(app.output()).toContain('started a managed redis-server');
+  // On a unix socket only its own user can open, not on a TCP port every local user can reach.
+  const redisSocket = path.join(dir, 'data', 'redis', 'redis.sock');
+  expect(app.output()).toContain(`"url":"unix://${redisSocket}?db=0"`);
+  expect(statSync(redisSocket).mode & 0o777).toBe(0o700);
   app.proc.kill('SIGTERM');
   expect(await app.exited).toBe(0);
   expect(app.output()).toContain('"msg":"stopped"');
@@ -127,11 +131,11 @@ it('start: a SIGTERM while it is still starting stops it once started, leaving n
   expect(survivors).toEqual([]);
   const runDir = readFileSync(path.join(dataDir, 'clamd', 'rundir'), 'utf8').trim();
   expect(existsSync(runDir)).toBe(false);
-  // redis-server's command line names its port, not the data dir.
-  const redisPort = Number(/"url":"redis:\/\/127\.0\.0\.1:(\d+)/.exec(app.output())?.[1]);
-  expect(redisPort).toBeGreaterThan(0);
+  // And nothing answers on the managed redis-server's socket (sekisho start's listens on no TCP port).
+  const redisSocket = /"url":"unix:\/\/([^"?]+)\?db=0"/.exec(app.output())?.[1];
+  expect(redisSocket).toBe(path.join(dataDir, 'redis', 'redis.sock'));
   const refused = await new Promise<boolean>((resolve) => {
-    const sock = net.connect(redisPort, '127.0.0.1');
+    const sock = net.connect(redisSocket!);
     sock.once('connect', () => {
       sock.destroy();
       resolve(false);
