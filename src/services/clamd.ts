@@ -494,18 +494,9 @@ const CLAMD_WRITABLE = ['sock', 'tmp'];
  */
 function makeRunDir(dir: string, parent: string, account?: Account): string {
   const run = path.join(parent, `${RUN_PREFIX}${createHash('sha256').update(dir).digest('hex').slice(0, 16)}`);
-  let stat: Stats | undefined;
-  try {
-    stat = lstatSync(run);
-  } catch {
-    stat = undefined;
-  }
-  if (stat) {
-    if (!stat.isDirectory() || stat.uid !== process.geteuid?.()) {
-      throw new SekishoError('SEKISHO_ERR_SERVICE_START', `${run} is in the way of the managed clamd and is not Sekisho's: remove it`);
-    }
-    removeRunDir(run, account);
-  }
+  const found = ownership(run);
+  if (found === 'foreign') throw new SekishoError('SEKISHO_ERR_SERVICE_START', `${run} is in the way of the managed clamd and is not Sekisho's: remove it`);
+  if (found === 'ours') removeRunDir(run, account);
   // clamd's account enters it (to reach its socket, databases and temporary files) but cannot list or change it.
   mkdirSync(run, { mode: account ? 0o711 : 0o700 });
   mkdirSync(path.join(run, 'db'), { mode: 0o755 });
@@ -553,13 +544,18 @@ async function removeLeftRun(dir: string, confFile: string, account?: Account): 
   }
   if (!path.isAbsolute(previous) || !path.basename(previous).startsWith(RUN_PREFIX)) return;
   await stopOrphan(path.join(previous, 'sock', 'clamd.pid'), confFile);
+  if (ownership(previous) === 'ours') removeRunDir(previous, account);
+}
+
+/** Whether `p` is absent, a directory of this process's user (not a link to one), or anything else. */
+function ownership(p: string): 'absent' | 'ours' | 'foreign' {
   let stat: Stats;
   try {
-    stat = lstatSync(previous);
+    stat = lstatSync(p);
   } catch {
-    return;
+    return 'absent';
   }
-  if (stat.isDirectory() && stat.uid === process.geteuid?.()) removeRunDir(previous, account);
+  return stat.isDirectory() && stat.uid === process.geteuid?.() ? 'ours' : 'foreign';
 }
 
 /**

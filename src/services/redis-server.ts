@@ -76,9 +76,19 @@ export async function startManagedRedis(opts: { dir: string; persist?: boolean; 
     throw new SekishoError('SEKISHO_ERR_SERVICE_START', `the managed redis-server's socket path is too long for a unix socket (${socket}): choose a shorter dataDir`);
   }
   const port = opts.unixSocket ? 0 : await freePort();
-  const listen = opts.unixSocket ? ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700'] : ['--bind', '127.0.0.1', '--port', String(port)];
+  const endpoint = opts.unixSocket
+    ? {
+        args: ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700'],
+        url: unixRedisUrl(socket),
+        wait: (child: ChildProcess) => waitForSocket(socket, REDIS_START_TIMEOUT_MS, child),
+      }
+    : {
+        args: ['--bind', '127.0.0.1', '--port', String(port)],
+        url: `redis://127.0.0.1:${port}/0`,
+        wait: (child: ChildProcess) => waitForPort(port, '127.0.0.1', REDIS_START_TIMEOUT_MS, child),
+      };
   const args = [
-    ...listen,
+    ...endpoint.args,
     '--dir', path.resolve(opts.dir),
     '--save', '',
     '--appendonly', opts.persist ? 'yes' : 'no',
@@ -92,14 +102,13 @@ export async function startManagedRedis(opts: { dir: string; persist?: boolean; 
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   try {
-    if (opts.unixSocket) await waitForSocket(socket, REDIS_START_TIMEOUT_MS, child);
-    else await waitForPort(port, '127.0.0.1', REDIS_START_TIMEOUT_MS, child);
+    await endpoint.wait(child);
   } catch (err) {
     child.kill('SIGKILL');
     throw new SekishoError('SEKISHO_ERR_SERVICE_START', `redis-server did not start: ${(err as Error).message} ${stderr}`.trim());
   }
   return {
-    url: opts.unixSocket ? unixRedisUrl(socket) : `redis://127.0.0.1:${port}/0`,
+    url: endpoint.url,
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();
