@@ -59,7 +59,18 @@ function editDistance(a: string, b: string): number {
 }
 
 function issuesOf(error: z.ZodError): ConfigIssue[] {
-  return error.issues.flatMap((i) => {
+  return issueList(error.issues);
+}
+
+function issueList(issues: readonly z.core.$ZodIssue[]): ConfigIssue[] {
+  return issues.flatMap((i): ConfigIssue[] => {
+    // `boolean | { options }` (tenants[].sanitize): an object given is meant as options, so its own errors are the
+    // useful ones; anything else is told what the key takes.
+    if (i.code === 'invalid_union') {
+      const objectBranch = i.errors.find((branch) => !branch.some((e) => e.code === 'invalid_type' && e.path.length === 0));
+      if (objectBranch) return issueList(objectBranch.map((e) => ({ ...e, path: [...i.path, ...e.path] })));
+      return [{ path: formatPath(i.path) || '(root)', message: 'must be true, false or an object of options' }];
+    }
     // zod reports unknown keys on the enclosing object ("smtp: Unrecognized key"); report each at its own path
     // ("smtp.maxMesageBytes"), with the closest allowed key when the name looks like a typo of one.
     if (i.code === 'unrecognized_keys') {

@@ -102,13 +102,46 @@ const tenantPolicySchema = z
 
 export type PolicyConfig = z.infer<typeof policySchema>;
 
+/** Placeholders a notice template may use; anything else in `{{…}}` is a configuration error. */
+export const noticePlaceholders = ['items', 'quarantineId', 'retentionDate', 'tenantName'] as const;
+const noticeTemplate = z
+  .string()
+  .min(1)
+  .refine(
+    (s) => [...s.matchAll(/\{\{\s*([^}]*?)\s*\}\}/g)].every((m) => (noticePlaceholders as readonly string[]).includes(m[1]!)),
+    `unknown placeholder: a notice template may use ${noticePlaceholders.map((p) => `{{${p}}}`).join(', ')}`,
+  );
+
+/** What a sanitizing tenant gets (DESIGN §6); `sanitize: true` means every default. */
+export const sanitizeOptionsSchema = z
+  .object({
+    /** Converted documents (PDF, Office) come out as one PDF of page images, or as one PNG/JPEG per page. */
+    attachmentsAs: z.enum(['pdf', 'images']).default('pdf'),
+    /** Archives: their converted entries repacked into a new zip, attached one by one, or the archive removed. */
+    archives: z.enum(['repack', 'individual', 'remove']).default('repack'),
+    /** Resolution at which document pages are rendered. */
+    dpi: z.number().int().min(72).max(300).default(150),
+    /** Notice templates at the top of the body; Japanese first, then English. */
+    notice: z.object({ ja: noticeTemplate.optional(), en: noticeTemplate.optional() }).strict().optional(),
+  })
+  .strict();
+export type SanitizeOptions = z.infer<typeof sanitizeOptionsSchema>;
+
 const tenantSchema = z
   .object({
     id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be lower-case letters, digits and "-"'),
     name: z.string().min(1),
     domains: z.array(domain).min(1),
     deliverTo,
-    sanitize: z.boolean().default(false),
+    /** true → every mail to this tenant is sanitized with the default options; or an object of options. */
+    sanitize: z.union([z.boolean(), sanitizeOptionsSchema]).default(false),
+    /**
+     * Mail with content that can be neither scanned nor converted (encrypted archives and documents, archives no
+     * engine opens) for a tenant that does not sanitize: held in quarantine, or delivered with a tag.
+     */
+    unscannable: z.enum(['quarantine', 'deliver-tagged']).default('quarantine'),
+    /** Days a quarantined message (and a sanitized message's original) is kept; default quarantine.retentionDays. */
+    quarantineRetentionDays: z.number().int().positive().optional(),
     /** Per-tenant policy overrides, merged key by key over the global policy. */
     policy: tenantPolicySchema.optional(),
   })
@@ -265,6 +298,43 @@ export const configSchema = z
       .superRefine((c, ctx) => {
         if (c.socket && c.host) ctx.addIssue({ code: 'custom', path: [], message: 'set either clamav.socket or clamav.host, not both' });
       })
+      .prefault({}),
+    sanitize: z
+      .object({
+        /** Converter child processes per worker process (images, PDFs, text); also the conversions at once. */
+        converterProcesses: z.number().int().positive().default(2),
+        /** Deadline of one conversion; past it the child is killed and the part removed with a notice. */
+        jobTimeoutMs: ms(60_000),
+        /** Resident memory of one converter child; past it the child is killed and the part removed. */
+        memoryLimitBytes: z.number().int().positive().default(1024 * 1024 * 1024),
+        /** Pages rendered per document; a longer one is removed with a notice. */
+        maxPages: z.number().int().positive().default(200),
+        /** Pixels of one decoded image (decompression bombs); a larger one is removed with a notice. */
+        maxImagePixels: z.number().int().positive().default(100_000_000),
+        /** Deadline of a whole message's sanitization; the job then fails and is retried (never delivered raw). */
+        messageTimeoutMs: ms(600_000),
+        libreoffice: z
+          .object({
+            /** Deadline of one document in LibreOffice; past it its process group is killed and restarted. */
+            timeoutMs: ms(60_000),
+            /** Address-space limit of the resident soffice process. */
+            memoryLimitBytes: z.number().int().positive().default(4 * 1024 * 1024 * 1024),
+            /** Run soffice in a network namespace of its own (needs root; off otherwise, with a warning). */
+            isolateNetwork: z.boolean().default(true),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    quarantine: z
+      .object({
+        /** Days a quarantined message is kept before its bytes are removed (the record stays as `expired`). */
+        retentionDays: z.number().int().positive().default(14),
+        /** How often expired quarantine records are swept. */
+        sweepIntervalMs: ms(3_600_000),
+      })
+      .strict()
       .prefault({}),
     policy: policySchema.prefault({}),
     // The cross-tenant checks sit on the array and run even when other keys or tenants have errors (`when`): as a

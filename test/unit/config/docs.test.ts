@@ -19,8 +19,19 @@ function unwrap(t: Node): Node {
     const def: z.core.$ZodTypeDef = t._zod.def;
     if ('innerType' in def) t = def.innerType as Node;
     else if (def.type === 'pipe' && 'in' in def) t = def.in as Node;
-    else return t;
+    // `boolean | { options }` (tenants[].sanitize): the object alternative's keys need rows.
+    else if (def.type === 'union' && 'options' in def) {
+      const obj = (def.options as Node[]).find((o) => unwrap(o)._zod.def.type === 'object');
+      if (!obj) return t;
+      t = obj;
+    } else return t;
   }
+}
+
+function isUnion(t: Node): boolean {
+  let def: z.core.$ZodTypeDef = t._zod.def;
+  while ('innerType' in def) def = (def.innerType as Node)._zod.def;
+  return def.type === 'union';
 }
 
 /**
@@ -34,7 +45,9 @@ function keyPaths(t: Node, prefix = ''): string[] {
   return Object.entries(def.shape as Record<string, Node>).flatMap(([k, v]) => {
     const p = prefix ? `${prefix}.${k}` : k;
     const inner: z.core.$ZodTypeDef = unwrap(v)._zod.def;
-    if (inner.type === 'object') return [...(v._zod.def.type === 'optional' ? [p] : []), ...keyPaths(v, p)];
+    // An optional object, or the object alternative of a union, is a row of its own as well as a heading.
+    const ownRow = v._zod.def.type === 'optional' || isUnion(v);
+    if (inner.type === 'object') return [...(ownRow ? [p] : []), ...keyPaths(v, p)];
     if (inner.type === 'array' && 'element' in inner) return [p, ...keyPaths(inner.element as Node, `${p}[]`)];
     return [p];
   });
