@@ -8,6 +8,7 @@ import type { Check } from './check.ts';
 import type { ClamdEndpoint } from './clamd-client.ts';
 import { createAntivirusChecks } from './checks/antivirus.ts';
 import { createMimeStructureCheck } from './checks/mime-structure.ts';
+import { createUnscannableCheck } from './checks/unscannable.ts';
 
 /** Network endpoints of the scan engines, resolved by the composition root (managed or configured). */
 export interface ScanEngines {
@@ -15,5 +16,9 @@ export interface ScanEngines {
 }
 
 export function createChecks(config: Config, engines: ScanEngines, log: Logger): Check[] {
-  return [createMimeStructureCheck(), ...createAntivirusChecks(config, engines.clamd, log)];
+  return [
+    createMimeStructureCheck(),
+    ...createAntivirusChecks(config, engines.clamd, log),
+    createUnscannableCheck({ archive: config.clamav.archive }),
+  ];
 }

@@ -97,7 +97,22 @@ export async function runChecks(checks: readonly Check[], input: RunInput, opts:
       }
     }),
   );
-  symbols.sort((a, b) => a.name.localeCompare(b.name));
   failedChecks.sort();
-  return { symbols, failedChecks, durationsMs };
+  return { symbols: mergeHits(symbols), failedChecks, durationsMs };
+}
+
+/**
+ * One hit per symbol name, details joined, sorted by name: two checks that find the same thing (clamd's
+ * Heuristics.Encrypted.7Zip and the unscannable check both emit ARCHIVE_ENCRYPTED) must not score it twice.
+ */
+function mergeHits(hits: readonly SymbolHit[]): SymbolHit[] {
+  const merged = new Map<string, Set<string>>();
+  for (const h of hits) {
+    const d = merged.get(h.name) ?? new Set<string>();
+    for (const x of h.details ?? []) d.add(x);
+    merged.set(h.name, d);
+  }
+  return [...merged]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, d]) => (d.size ? { name, details: [...d].sort() } : { name }));
 }

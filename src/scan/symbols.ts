@@ -4,7 +4,7 @@
  * (kept in sync by test/unit/scan/symbols.test.ts).
  */
 /** Symbol groups: the unit of policy.groupCaps. */
-export const symbolGroups = ['headers', 'mime', 'antivirus', 'archive', 'system'] as const;
+export const symbolGroups = ['headers', 'mime', 'antivirus', 'archive', 'unscannable', 'system'] as const;
 export type SymbolGroup = (typeof symbolGroups)[number];
 
 export interface SymbolInfo {
@@ -37,7 +37,12 @@ export const symbols = {
   // the failSymbol of the hash-blocklist check; it was missing from the catalogue
   HASH_BLOCKLIST_FAIL: { group: 'system', score: 0, description: 'the hash blocklist check failed (timeout or crash)' },
   ARCHIVE_LIMIT_EXCEEDED: { group: 'archive', score: 10, description: 'an archive exceeds depth, expanded size, ratio or entry limits (zip bomb)' },
-  ARCHIVE_ENCRYPTED: { group: 'archive', score: 5, description: 'an encrypted archive that cannot be scanned (PPAP)' },
+  // content that can be neither scanned nor converted (unscannable check; zip encryption comes from clamav)
+  ARCHIVE_ENCRYPTED: { group: 'unscannable', score: 5, description: 'an encrypted archive (zip ZipCrypto/AES, 7z, RAR) that cannot be scanned (PPAP)' },
+  ARCHIVE_UNOPENABLE: { group: 'unscannable', score: 5, description: 'an archive that neither Sekisho nor clamd can open (RAR, LZH, ACE…), so its contents were not scanned' },
+  DOC_ENCRYPTED: { group: 'unscannable', score: 5, description: 'a password-protected Office document (OOXML EncryptedPackage, legacy RC4/XOR) that cannot be scanned' },
+  PDF_ENCRYPTED: { group: 'unscannable', score: 5, description: 'a PDF that needs a password to open (the empty user password does not open it)' },
+  UNSCANNABLE_FAIL: { group: 'system', score: 0, description: 'the unscannable-content check failed (timeout or crash)' },
 } as const satisfies Record<string, SymbolInfo>;
 
 export type SymbolName = keyof typeof symbols;

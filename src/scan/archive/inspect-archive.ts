@@ -12,7 +12,7 @@
  * - Inflating never goes past what was declared: an entry that produces more bytes than its header says (a lying
  *   header) is stopped at that point and reported. So the bytes really inflated stay within `maxExpandedBytes`.
  * - Inflated bytes are counted and dropped, except a member that starts like an archive, which is kept to be
- *   opened in turn; what is kept at once is at most `maxExpandedBytes`.
+ *   opened in turn, or one a MemberVisitor wants, handed to it; what is kept at once is at most `maxExpandedBytes`.
  * - Entries are counted across the whole tree against `maxEntries` while the central directory is read, so a
  *   directory of a million empty entries costs `maxEntries` iterations.
  */
@@ -34,6 +34,18 @@ export interface ArchiveLimits {
 export interface ArchiveFinding {
   symbol: 'ARCHIVE_LIMIT_EXCEEDED' | 'ARCHIVE_ENCRYPTED';
   detail: string;
+}
+
+/**
+ * Members a caller wants to see besides archives (the unscannable check: documents and 7z/RAR archives, to test
+ * them for encryption). A wanted member is kept whole, like a nested archive, handed over once inflated, and
+ * dropped; so at most one such member (within its declared size) is held at a time.
+ */
+export interface MemberVisitor {
+  /** Whether a member starting with `head` (its first MAGIC_BYTES bytes) is wanted. */
+  wants(head: Buffer): boolean;
+  /** `path` is "outer.zip/inner.zip/member" (names cut to MAX_NAME_CHARS). */
+  visit(path: string, data: Buffer): Promise<void>;
 }
 
 export interface ArchiveInspection {
@@ -102,8 +114,8 @@ interface Budget {
   inflatedBytes: number;
 }
 
-/** Drains `source`, stopping with LimitExceeded past `maxBytes`; returns the bytes only when they start like an archive. */
-async function drain(source: Readable, maxBytes: number, onOver: () => LimitExceeded, budget: Budget, signal?: AbortSignal): Promise<{ bytes: number; kept?: Buffer }> {
+/** Drains `source`, stopping with LimitExceeded past `maxBytes`; returns the bytes only when they start like an archive or `visitor` wants them. */
+async function drain(source: Readable, maxBytes: number, onOver: () => LimitExceeded, budget: Budget, signal?: AbortSignal, visitor?: MemberVisitor): Promise<{ bytes: number; kept?: Buffer }> {
   let bytes = 0;
   let keep: boolean | undefined;
   const chunks: Buffer[] = [];
@@ -116,7 +128,7 @@ async function drain(source: Readable, maxBytes: number, onOver: () => LimitExce
       if (keep === undefined) {
         chunks.push(chunk);
         const head = Buffer.concat(chunks).subarray(0, MAGIC_BYTES);
-        if (head.length >= MAGIC_BYTES) keep = kindOf(head) !== undefined;
+        if (head.length >= MAGIC_BYTES) keep = kindOf(head) !== undefined || visitor?.wants(head) === true;
         if (keep === false) chunks.length = 0;
       } else if (keep) {
         chunks.push(chunk);
@@ -133,10 +145,18 @@ class Inspector {
   readonly #limits: ArchiveLimits;
   readonly budget: Budget = { expandedBytes: 0, entries: 0, inflatedBytes: 0 };
   readonly #signal: AbortSignal | undefined;
+  readonly #visitor: MemberVisitor | undefined;
 
-  constructor(limits: ArchiveLimits, signal?: AbortSignal) {
+  constructor(limits: ArchiveLimits, signal?: AbortSignal, visitor?: MemberVisitor) {
     this.#limits = limits;
     this.#signal = signal;
+    this.#visitor = visitor;
+  }
+
+  /** A kept member: opened when it is an archive, else handed to the visitor. */
+  async #kept(data: Buffer, path: string, depth: number): Promise<void> {
+    if (kindOf(data.subarray(0, MAGIC_BYTES))) await this.inspect(data, path, depth);
+    else await this.#visitor?.visit(shortName(path), data);
   }
 
   async inspect(data: Buffer, where: string, depth: number): Promise<void> {
@@ -216,6 +236,7 @@ class Inspector {
             () => new LimitExceeded('declaredSize', `${shortName(path)} inflates past its declared ${entry.uncompressedSize} bytes`),
             this.budget,
             this.#signal,
+            this.#visitor,
           ));
         } catch (err) {
           if (err instanceof LimitExceeded || this.#signal?.aborted) throw err;
@@ -224,7 +245,7 @@ class Inspector {
           }
           continue; // corrupt member: clamd sees it
         }
-        if (kept) await this.inspect(kept, path, depth + 1);
+        if (kept) await this.#kept(kept, path, depth + 1);
       }
     } finally {
       zip.close();
@@ -248,22 +269,23 @@ class Inspector {
             : new LimitExceeded('maxRatio', `${shortName(where)} expands more than ${this.#limits.maxRatio}:1`),
         this.budget,
         this.#signal,
+        this.#visitor,
       );
     } catch (err) {
       if (err instanceof LimitExceeded || this.#signal?.aborted) throw err;
       return; // corrupt gzip: clamd sees it
     }
     this.budget.expandedBytes += result.bytes;
-    if (result.kept) await this.inspect(result.kept, `${where}/(gunzip)`, depth + 1);
+    if (result.kept) await this.#kept(result.kept, `${where}/(gunzip)`, depth + 1);
   }
 }
 
 /**
  * Inspects one decoded attachment. `name` is used in details only. Never throws for malformed archives (they are
- * clamd's to judge); throws only when `signal` aborts.
+ * clamd's to judge); throws only when `signal` aborts or `visitor` throws.
  */
-export async function inspectArchive(data: Buffer, name: string, limits: ArchiveLimits, signal?: AbortSignal): Promise<ArchiveInspection> {
-  const inspector = new Inspector(limits, signal);
+export async function inspectArchive(data: Buffer, name: string, limits: ArchiveLimits, signal?: AbortSignal, visitor?: MemberVisitor): Promise<ArchiveInspection> {
+  const inspector = new Inspector(limits, signal, visitor);
   try {
     await inspector.inspect(data, name, 1);
   } catch (err) {

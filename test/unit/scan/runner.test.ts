@@ -39,6 +39,21 @@ afterEach(() => {
 });
 
 describe('runChecks', () => {
+  it('merges one symbol found by two checks into one hit, details joined, so that it scores once', async () => {
+    const v = await runChecks(
+      [
+        check('clamav', async () => [{ name: 'ARCHIVE_ENCRYPTED', details: ['a.7z: Heuristics.Encrypted.7Zip'] }]),
+        check('unscannable', async () => [{ name: 'ARCHIVE_ENCRYPTED', details: ['a.7z: 7z encrypted header'] }, { name: 'DOC_ENCRYPTED' }]),
+      ],
+      input(),
+      { checkTimeoutMs: 60_000 },
+    );
+    expect(v.symbols).toEqual([
+      { name: 'ARCHIVE_ENCRYPTED', details: ['a.7z: 7z encrypted header', 'a.7z: Heuristics.Encrypted.7Zip'] },
+      { name: 'DOC_ENCRYPTED' },
+    ]);
+  });
+
   it('collects the symbols of every check, sorted by name', async () => {
     const v = await runChecks(
       [
