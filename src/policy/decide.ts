@@ -22,6 +22,19 @@ export const DEFAULT_FORCE_ACTIONS: Readonly<Record<string, Action>> = {
   HASH_BLOCKLISTED: 'reject',
 };
 
+/**
+ * Content that can be neither scanned nor converted (DESIGN §6): held for a tenant that does not sanitize (or
+ * delivered tagged, tenants[].unscannable); a sanitizing tenant gets the message without that part.
+ */
+export const UNSCANNABLE_SYMBOLS: readonly string[] = ['ARCHIVE_ENCRYPTED', 'DOC_ENCRYPTED', 'PDF_ENCRYPTED', 'ARCHIVE_UNOPENABLE'];
+
+/**
+ * Group caps that apply unless config overrides them: several unscannable parts are still one finding ("this
+ * mail carries something nobody can look into"), which tenants[].unscannable handles; their scores must not add
+ * up to a quarantine behind that option's back.
+ */
+export const DEFAULT_GROUP_CAPS: Readonly<Record<string, number>> = { unscannable: 5 };
+
 function mostSevere(a: Action, b: Action): Action {
   return SEVERITY.indexOf(a) <= SEVERITY.indexOf(b) ? a : b;
 }
@@ -30,7 +43,7 @@ export function effectivePolicy(global: PolicyConfig, tenant: TenantConfig): Pol
   const t = tenant.policy ?? {};
   return {
     scores: { ...global.scores, ...t.scores },
-    groupCaps: { ...global.groupCaps, ...t.groupCaps },
+    groupCaps: { ...DEFAULT_GROUP_CAPS, ...global.groupCaps, ...t.groupCaps },
     thresholds: { ...global.thresholds, ...t.thresholds },
     forceActions: { ...DEFAULT_FORCE_ACTIONS, ...global.forceActions, ...t.forceActions },
   };
@@ -77,6 +90,17 @@ export function decide(verdict: Verdict, tenant: TenantConfig, global: PolicyCon
     if (forced) {
       action = mostSevere(action, forced);
       reasons.push(`${s.name}${s.details?.length ? `(${s.details.join(', ')})` : ''} forces ${forced}`);
+    }
+  }
+
+  const unscannable = verdict.symbols.filter((s) => UNSCANNABLE_SYMBOLS.includes(s.name)).map((s) => s.name);
+  if (unscannable.length) {
+    if (tenant.sanitize) {
+      reasons.push(`${unscannable.join(', ')}: the sanitizer removes what cannot be scanned`);
+    } else {
+      const held = tenant.unscannable === 'quarantine';
+      action = mostSevere(action, held ? 'quarantine' : 'deliver-tagged');
+      reasons.push(`${unscannable.join(', ')}: content that cannot be scanned is ${held ? 'held' : 'delivered tagged'} (tenants[].unscannable)`);
     }
   }
 

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../../src/config/load.ts';
 import type { Config, TenantConfig } from '../../../src/config/schema.ts';
-import { decide, DEFAULT_FORCE_ACTIONS, effectivePolicy, type DecideContext } from '../../../src/policy/decide.ts';
+import { decide, DEFAULT_FORCE_ACTIONS, DEFAULT_GROUP_CAPS, effectivePolicy, type DecideContext } from '../../../src/policy/decide.ts';
 import type { Verdict } from '../../../src/scan/runner.ts';
 import { symbols } from '../../../src/scan/symbols.ts';
 
@@ -202,6 +202,29 @@ describe('sanitizing tenants', () => {
   });
 });
 
+describe('content that cannot be scanned (ARCHIVE_ENCRYPTED, DOC_ENCRYPTED, PDF_ENCRYPTED, ARCHIVE_UNOPENABLE)', () => {
+  it.each(['ARCHIVE_ENCRYPTED', 'DOC_ENCRYPTED', 'PDF_ENCRYPTED', 'ARCHIVE_UNOPENABLE'])('%s is held for a tenant that does not sanitize', (name) => {
+    const d = run(verdict([name, '請求書.zip: ZipCrypto']));
+    expect(d.action).toBe('quarantine');
+    expect(d.reasons).toContain(`${name}: content that cannot be scanned is held (tenants[].unscannable)`);
+  });
+
+  it('is delivered tagged, not held, with tenants[].unscannable: deliver-tagged — however many such parts', () => {
+    const d = run(verdict('DOC_ENCRYPTED', 'ARCHIVE_ENCRYPTED', 'PDF_ENCRYPTED'), config({}, { unscannable: 'deliver-tagged' }));
+    expect(d).toMatchObject({ action: 'deliver-tagged', score: 5 });
+  });
+
+  it('deliver-tagged never lowers a more severe action', () => {
+    expect(run(verdict('DOC_ENCRYPTED', 'CLAMAV_VIRUS'), config({}, { unscannable: 'deliver-tagged' })).action).toBe('reject');
+  });
+
+  it('is sanitized for a sanitizing tenant (the sanitizer removes that part)', () => {
+    const d = run(verdict('ARCHIVE_ENCRYPTED', 'PDF_ENCRYPTED'), config({}, { sanitize: true }));
+    expect(d.action).toBe('sanitize');
+    expect(d.reasons).toContain('ARCHIVE_ENCRYPTED, PDF_ENCRYPTED: the sanitizer removes what cannot be scanned');
+  });
+});
+
 describe('tenant overrides', () => {
   it('are merged key by key over the global policy', () => {
     const c = config(
@@ -210,7 +233,7 @@ describe('tenant overrides', () => {
     );
     expect(effectivePolicy(c.policy, c.tenants[0]!)).toEqual({
       scores: { HEADER_MISSING_DATE: 3, HEADER_DUPLICATE: 6 },
-      groupCaps: { mime: 2 },
+      groupCaps: { ...DEFAULT_GROUP_CAPS, mime: 2 },
       thresholds: { reject: 30, quarantine: 20, tag: 4 },
       forceActions: { ...DEFAULT_FORCE_ACTIONS, ARCHIVE_ENCRYPTED: 'quarantine' },
     });
