@@ -306,7 +306,7 @@ export const configSchema = z
         /** Deadline of one conversion; past it the child is killed and the part removed with a notice. */
         jobTimeoutMs: ms(60_000),
         /** Resident memory of one converter child; past it the child is killed and the part removed. */
-        memoryLimitBytes: z.number().int().positive().default(1024 * 1024 * 1024),
+        memoryLimitBytes: z.number().int().min(128 * 1024 * 1024).default(1024 * 1024 * 1024),
         /** Pages rendered per document; a longer one is removed with a notice. */
         maxPages: z.number().int().positive().default(200),
         /** Pixels of one decoded image (decompression bombs); a larger one is removed with a notice. */

@@ -26,7 +26,8 @@ export interface NoticeInput {
   templates?: { ja?: string | undefined; en?: string | undefined } | undefined;
 }
 
-const REASON_JA: Record<RemovalReason, string> = {
+/** Why a part was removed, in the words the notice (and an archive's removal list) uses. */
+export const REASON_JA: Record<RemovalReason, string> = {
   encrypted: 'パスワード付き（暗号化）のため検査・変換できません',
   executable: '実行ファイル・スクリプトのため削除しました',
   'unsupported-type': '無害化できない形式のため削除しました',
@@ -37,7 +38,7 @@ const REASON_JA: Record<RemovalReason, string> = {
   malware: 'ウイルスが検出されたため削除しました',
 };
 
-const REASON_EN: Record<RemovalReason, string> = {
+export const REASON_EN: Record<RemovalReason, string> = {
   encrypted: 'password-protected (encrypted): it cannot be scanned or converted',
   executable: 'a program or script: removed',
   'unsupported-type': 'a type that cannot be sanitized: removed',
