@@ -311,6 +311,8 @@ export const configSchema = z
         maxPages: z.number().int().positive().default(200),
         /** Pixels of one decoded image (decompression bombs); a larger one is removed with a notice. */
         maxImagePixels: z.number().int().positive().default(100_000_000),
+        /** Converter children and LibreOffice each in a network namespace of their own (needs root; else a warning). */
+        isolateNetwork: z.boolean().default(true),
         /** Deadline of a whole message's sanitization; the job then fails and is retried (never delivered raw). */
         messageTimeoutMs: ms(600_000),
         libreoffice: z
@@ -319,8 +321,6 @@ export const configSchema = z
             timeoutMs: ms(60_000),
             /** Address-space limit of the resident soffice process. */
             memoryLimitBytes: z.number().int().positive().default(4 * 1024 * 1024 * 1024),
-            /** Run soffice in a network namespace of its own (needs root; off otherwise, with a warning). */
-            isolateNetwork: z.boolean().default(true),
           })
           .strict()
           .prefault({}),

@@ -8,6 +8,7 @@
  * ConversionError when its child dies, overruns or is killed — so no mail waits on a job that will never answer.
  * A child leaves the pool only on its 'exit', so the pool never holds more than `processes` child processes.
  */
+import { existsSync } from 'node:fs';
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -61,6 +62,11 @@ export interface ConverterPoolOptions {
   jobTimeoutMs: number;
   /** RSS limit of a child (also its V8 heap limit): a child over it is SIGKILLed and its job fails 'too-large'. */
   memoryLimitBytes: number;
+  /**
+   * Start each child in a network namespace of its own (`unshare -n`: not even loopback), so that a converter a
+   * hostile file took over cannot reach anything. Needs root; the caller decides (see networkIsolationAvailable).
+   */
+  isolateNetwork?: boolean;
   /** Recycle a child after this many jobs (WASM heaps only grow); unlimited when absent. */
   maxJobsPerChild?: number;
   log?: Logger;
@@ -110,6 +116,13 @@ const V8_OOM = /JavaScript heap out of memory|Reached heap limit/;
 const CHILD_SCRIPT = fileURLToPath(new URL('./converter-child.ts', import.meta.url));
 /** tsx's loader by absolute URL: the child must compile TypeScript whatever the working directory. */
 const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+/** util-linux's unshare: execs the program in new namespaces, in the same process (the pid the pool watches). */
+const UNSHARE = '/usr/bin/unshare';
+
+/** Whether children can get a network namespace of their own here: root, with unshare installed. */
+export function networkIsolationAvailable(): boolean {
+  return process.getuid?.() === 0 && existsSync(UNSHARE);
+}
 
 interface Job {
   id: number;
@@ -165,6 +178,7 @@ export class ConverterPool {
   readonly #processes: number;
   readonly #jobTimeoutMs: number;
   readonly #memoryLimitBytes: number;
+  readonly #isolateNetwork: boolean;
   readonly #maxJobsPerChild: number;
   readonly #log: Logger;
   readonly #children = new Set<Child>();
@@ -185,6 +199,7 @@ export class ConverterPool {
     this.#processes = opts.processes;
     this.#jobTimeoutMs = opts.jobTimeoutMs;
     this.#memoryLimitBytes = opts.memoryLimitBytes;
+    this.#isolateNetwork = opts.isolateNetwork ?? false;
     this.#maxJobsPerChild = opts.maxJobsPerChild ?? Infinity;
     this.#log = opts.log ?? silentLogger;
   }
@@ -267,8 +282,9 @@ export class ConverterPool {
 
   #spawn(): void {
     const heapMib = Math.floor(this.#memoryLimitBytes / MIB);
+    const nodeArgs = ['--import', TSX_LOADER, `--max-old-space-size=${heapMib}`];
     const proc = fork(CHILD_SCRIPT, [this.#opsHref], {
-      execArgv: ['--import', TSX_LOADER, `--max-old-space-size=${heapMib}`],
+      ...(this.#isolateNetwork ? { execPath: UNSHARE, execArgv: ['--net', '--', process.execPath, ...nodeArgs] } : { execArgv: nodeArgs }),
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       env: childEnv(),

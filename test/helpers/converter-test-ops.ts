@@ -4,6 +4,7 @@
  * `log` options append "start <pid>" / "end <pid>" lines to a file, so a test can replay what ran at once.
  */
 import { appendFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConverterOps } from '../../src/sanitize/converter-pool.ts';
 import { ConversionError } from '../../src/sanitize/types.ts';
@@ -20,6 +21,10 @@ const HOG_STEP_PAUSE_MS = 5;
 export const ops: ConverterOps = {
   async echo(input, options) {
     return { files: [{ name: 'echo.bin', contentType: 'application/octet-stream', data: input }], meta: { options, pid: process.pid } };
+  },
+  /** The network interfaces the child sees (none in a namespace of its own, not even loopback). */
+  async interfaces() {
+    return Object.keys(networkInterfaces());
   },
   async hang() {
     for (;;); // a parser stuck in a loop never yields to the event loop

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { ConverterPool, type ConverterPoolOptions, type OpResult } from '../../../src/sanitize/converter-pool.ts';
+import { ConverterPool, networkIsolationAvailable, type ConverterPoolOptions, type OpResult } from '../../../src/sanitize/converter-pool.ts';
 import { ConversionError } from '../../../src/sanitize/types.ts';
 
 const OPS = new URL('../../helpers/converter-test-ops.ts', import.meta.url);
@@ -84,6 +84,16 @@ describe('ConverterPool', () => {
     expect(file?.data.equals(input)).toBe(true);
     expect((r.meta as { options: unknown; pid: number }).options).toEqual(options);
     expect((r.meta as { pid: number }).pid).not.toBe(process.pid);
+  });
+
+  it.skipIf(!networkIsolationAvailable())('with isolateNetwork, a child has no network interface at all (as root)', async () => {
+    expect(await newPool().run<string[]>('interfaces', Buffer.alloc(0))).toContain('lo');
+    const isolated = newPool({ isolateNetwork: true });
+    expect(await isolated.run<string[]>('interfaces', Buffer.alloc(0))).toEqual([]);
+    // Still a pool child like any other: its deadline kills it, and the next job runs.
+    const pool = newPool({ isolateNetwork: true, processes: 1, jobTimeoutMs: 500 });
+    await expect(pool.run('hang', Buffer.alloc(0))).rejects.toMatchObject({ reason: 'timeout' });
+    expect(await pool.run<string[]>('interfaces', Buffer.alloc(0))).toEqual([]);
   });
 
   it('kills a job past its deadline with "timeout", and the next job on the pool succeeds', async () => {
