@@ -51,8 +51,19 @@ async function runJob(ops: ConverterOps, m: ToChild): Promise<void> {
     }
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));
-    send({ type: 'error', id: m.id, message: e.message, ...(e instanceof ConversionError && { reason: e.reason }) });
+    const answer: FromChild = { type: 'error', id: m.id, message: e.message, ...(e instanceof ConversionError && { reason: e.reason }) };
+    // A WebAssembly trap (MuPDF out of memory, an abort inside it) may leave the module unusable: answer, then go,
+    // and the pool starts a fresh child for the next job.
+    if (wasmTrap(e)) process.send?.(answer, () => process.exit(0));
+    else send(answer);
   }
+}
+
+function wasmTrap(e: unknown): boolean {
+  for (let x = e, depth = 0; x instanceof Error && depth < 5; x = x.cause, depth++) {
+    if (x instanceof WebAssembly.RuntimeError) return true;
+  }
+  return false;
 }
 
 startParentWatchdog();

@@ -156,6 +156,8 @@ interface Child {
 function childEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const k of CHILD_ENV_KEYS) if (process.env[k] !== undefined) env[k] = process.env[k];
+  // glibc's per-thread malloc arenas kept about 75 MB more at the peak of a 12-megapixel JPEG (sharp's threads).
+  env.MALLOC_ARENA_MAX = '2';
   return env;
 }
 
