@@ -8,17 +8,21 @@ import { parseListen } from './listen.ts';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { buildAdminApp, type AdminDeps } from './admin/app.ts';
-import { createMetrics, type Metrics } from './admin/metrics.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
 import type { Config } from './config/schema.ts';
 import { TenantIndex } from './config/tenants.ts';
 import { Pipeline } from './queue/pipeline.ts';
 import { Reconciler } from './queue/reconciler.ts';
+import type { AnyStage } from './queue/stage.ts';
+import { stages as defaultStages } from './queue/stages.ts';
 import { StageWorkers } from './queue/workers.ts';
+import type { OriginalKeeper } from './queue/worker-deps.ts';
+import type { Sanitizer } from './sanitize/sanitizer.ts';
 import { ByteBudget } from './queue/byte-budget.ts';
 import { RouteHealth } from './queue/route-health.ts';
 import type { Check } from './scan/check.ts';
 import { createChecks, type ScanEngines } from './scan/registry.ts';
-import { SmtpDeliverer, type Deliverer } from './smtp/delivery.ts';
+import { SmtpDeliverer, type Deliverer } from './delivery/delivery.ts';
 import { Ingress } from './smtp/ingress.ts';
 import { FileMessageStore } from './spool/file-message-store.ts';
 import type { MessageStore } from './spool/message-store.ts';
@@ -44,6 +48,11 @@ export function openStores(config: Config, role: 'ingress' | 'worker' | 'admin' 
 export async function closeStores(s: Stores): Promise<void> {
   await s.store.close();
   await s.meta.close();
+}
+
+/** The queues of the list of stages (stages.ts), or of the list given (tests). */
+export function createPipeline(config: Config, redisUrl: string, stages: readonly AnyStage[] = defaultStages): Pipeline {
+  return new Pipeline(redisUrl, config.redis.prefix, config.queue, stages);
 }
 
 export interface Running {
@@ -73,10 +82,16 @@ export async function startWorker(
     metrics?: Metrics;
     /** Replaces the registry's checks (tests). */
     checks?: Check[];
+    /** The sanitizer (メール無害化); without one, mail for sanitizing tenants is held. Closed on stop. */
+    sanitizer?: Sanitizer;
+    /** Records the originals of sanitized messages as kept. */
+    quarantine?: OriginalKeeper;
+    /** Replaces the list of stages (tests). */
+    stages?: readonly AnyStage[];
   },
 ): Promise<WorkerRuntime> {
   const metrics = opts.metrics ?? createMetrics('worker');
-  const pipeline = new Pipeline(opts.redisUrl, config.redis.prefix, config.queue);
+  const pipeline = createPipeline(config, opts.redisUrl, opts.stages);
   const deliverer = opts.deliverer ?? new SmtpDeliverer(config.delivery, config.hostname);
   const checks = opts.checks ?? createChecks(config, requireEngines(opts.engines), opts.log);
   const workers = new StageWorkers({
@@ -87,12 +102,14 @@ export async function startWorker(
     pipeline,
     checks,
     deliverer,
+    sanitizer: opts.sanitizer,
+    quarantine: opts.quarantine,
     routeHealth: new RouteHealth(),
     scanMemory: new ByteBudget(config.queue.scanMemoryBytes),
     log: opts.log,
     metrics,
   });
-  const reconciler = new Reconciler(opts.stores.meta, pipeline, opts.log, config.queue.reconcileIntervalMs);
+  const reconciler = new Reconciler({ meta: opts.stores.meta, store: opts.stores.store, pipeline }, opts.log, config.queue.reconcileIntervalMs);
   const recovered = await reconciler.run();
   if (recovered) opts.log.info({ unfinished: recovered }, 'recovered unfinished messages from the spool');
   workers.start();
@@ -105,6 +122,7 @@ export async function startWorker(
       await reconciler.stop();
       await workers.close();
       for (const c of checks) await c.close?.();
+      await opts.sanitizer?.close();
       await deliverer.close();
       await pipeline.close();
     },
@@ -125,7 +143,7 @@ export async function startIngress(
   opts: { redisUrl: string; log: Logger; stores: Stores; metrics?: Metrics; pipeline?: Pipeline; external?: boolean },
 ): Promise<IngressRuntime> {
   const metrics = opts.metrics ?? createMetrics('ingress');
-  const pipeline = opts.pipeline ?? new Pipeline(opts.redisUrl, config.redis.prefix, config.queue);
+  const pipeline = opts.pipeline ?? createPipeline(config, opts.redisUrl);
   const ingress = new Ingress({
     config,
     tenants: new TenantIndex(config.tenants),

@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { AggregatorRegistry, Gauge, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Pipeline } from '../queue/pipeline.ts';
 import { messageStates, type MessageState, type MetaStore } from '../spool/meta-store.ts';
-import type { Metrics } from './metrics.ts';
+import type { Metrics } from '../metrics.ts';
 
 export interface AdminDeps {
   meta: MetaStore;

@@ -19,13 +19,13 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
-import { createMetrics, type Metrics } from '../admin/metrics.ts';
+import { createMetrics, type Metrics } from '../metrics.ts';
 import { DEMO_MAILBOX_LISTEN } from '../config/demo.ts';
 import { checkConfigFile, formatIssues, loadConfig, type LoadedConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { createLogger, type Logger } from '../log.ts';
-import { Pipeline } from '../queue/pipeline.ts';
-import { closeStores, openStores, startAdmin, startIngress, startWorker, type Running } from '../runtime.ts';
+import type { Pipeline } from '../queue/pipeline.ts';
+import { closeStores, createPipeline, openStores, startAdmin, startIngress, startWorker, type Running } from '../runtime.ts';
 import type { ScanEngines } from '../scan/registry.ts';
 import { startDemoMailbox } from '../services/demo-mailbox.ts';
 import { startClamdForConfig } from '../services/clamd.ts';
@@ -177,7 +177,7 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
   let metrics: Metrics;
   if (config.smtp.ingressProcesses > 1) {
     metrics = createMetrics('ingress');
-    pipeline = new Pipeline(redisUrl, config.redis.prefix, config.queue);
+    pipeline = createPipeline(config, redisUrl);
     const dispatcher = new IngressDispatcher(config.smtp, log, metrics);
     ingressChildren = new ChildSet('ingress', config.smtp.ingressProcesses, ['ingress', '--from-parent', ...configArgs], 0, log, (c) =>
       dispatcher.addChild(c),
@@ -363,7 +363,7 @@ async function runAdminRole(loaded: LoadedConfig, args: Args): Promise<void> {
   const shutdown = shutdownOnSignal(log);
   const redisUrl = requireRedis(config, args, 'admin');
   const stores = openStores(config, 'admin');
-  const pipeline = new Pipeline(redisUrl, config.redis.prefix, config.queue);
+  const pipeline = createPipeline(config, redisUrl);
   const admin = await startAdmin(config, { meta: stores.meta, pipeline, metrics: createMetrics('admin') }, log);
   shutdown.ready([() => admin.stop(), () => pipeline.close(), () => closeStores(stores)]);
 }

@@ -1,8 +1,10 @@
 /**
  * Closing a message: once every recipient is in a final state the message becomes `done`, its summary line is
- * logged (STYLE rule 9), and its bytes leave the spool unless a recipient's copy is held in quarantine.
+ * logged (STYLE rule 9), and its bytes leave the spool unless the plan keeps the original (a recipient's copy is
+ * held in quarantine, or a sanitized copy went out in its place).
  */
 import type { Logger } from 'pino';
+import { keepsOriginal } from '../policy/plan.ts';
 import { isOpenRecipient } from '../spool/meta-store.ts';
 import type { WorkerDeps } from './worker-deps.ts';
 
@@ -14,8 +16,7 @@ export async function finalizeIfDone(deps: Pick<WorkerDeps, 'meta' | 'store'>, m
   // Durable before the spool file goes: a power cut must not bring back a `delivering` record without its bytes.
   await deps.meta.update(mid, { message: { state: 'done' }, durable: true });
   const count = (s: string) => rcpts.filter((r) => r.state === s).length;
-  const held = count('quarantined') > 0;
-  if (!held) await deps.store.delete(mid);
+  if (!keepsOriginal(rcpts)) await deps.store.delete(mid);
   log.info(
     {
       summary: true,

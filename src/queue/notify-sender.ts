@@ -6,10 +6,10 @@
  */
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { buildDsn, type DsnRecipient } from '../smtp/dsn.ts';
+import { buildDsn, type DsnRecipient } from '../delivery/dsn.ts';
 import type { MessageRecord } from '../spool/meta-store.ts';
 import { newMessageId } from '../spool/message-id.ts';
-import { OUTBOUND_ROUTE } from './pipeline.ts';
+import { OUTBOUND_ROUTE, routeHandOff } from './pipeline.ts';
 import type { WorkerDeps } from './worker-deps.ts';
 
 /**
@@ -75,7 +75,7 @@ export async function notifySender(
   // Our own notice needs no scan: straight to delivery.
   await meta.updateRecipients(id, undefined, { action: 'deliver' });
   await meta.updateMessage(id, { state: 'delivering' });
-  await pipeline.enqueueDeliver(id, route);
+  await pipeline.enqueue(routeHandOff('deliver', id, route));
   log.info({ dsn: id, to: msg.mailFrom, kind: delayed ? 'delayed' : 'failed', recipients: recipients.map((r) => r.address) }, 'DSN queued');
   return id;
 }

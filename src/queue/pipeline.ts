@@ -1,21 +1,14 @@
 /**
- * The BullMQ side of the flow (DESIGN §1, §5): one queue per stage, job data carrying ids only, job ids derived
- * from message id + stage (+ tenant) so that re-enqueueing — by the ingress, a retried job or the reconciler —
- * is idempotent. Stages: `scan` → (`sanitize`, later) → `deliver` (one job per tenant of the message). The scan
- * job makes the first delivery attempt itself; a `deliver` job exists for what that attempt deferred (retries).
- *
- * Job lifecycle: waiting → active → completed (removed at once: the MetaStore keeps the history) | delayed (a
- * deferred delivery or a scan waiting for a failed engine) | failed (after queue.maxAttempts crashes; the
- * message is then held in the `failed` state for operators).
+ * The BullMQ side of the flow (DESIGN §1, §5): one queue per entry of the list of stages (stages.ts), job data
+ * carrying ids only, job ids from the stage (Stage.jobId) so that re-enqueueing — by a hand-off, a retried job
+ * or the reconciler — is idempotent. Also the two Redis marks outside the queues: the in-session claim of a
+ * verdict and the epoch the reconciler watches.
  */
 import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, type Job, type JobsOptions, type RedisOptions as BullRedisOptions } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/schema.ts';
-import { isOpenRecipient, type RecipientRecord } from '../spool/meta-store.ts';
-
-export const STAGES = ['scan', 'deliver'] as const;
-export type Stage = (typeof STAGES)[number];
+import type { AnyStage, HandOff } from './stage.ts';
 
 export interface ScanJobData {
   mid: string;
@@ -23,7 +16,8 @@ export interface ScanJobData {
   sessionDeadline: number;
 }
 
-export interface DeliverJobData {
+/** A job for one route of a message (sanitize, deliver). */
+export interface RouteJobData {
   mid: string;
   /** Tenant id, or OUTBOUND_ROUTE for Sekisho's own DSNs to senders outside every tenant. */
   route: string;
@@ -31,20 +25,23 @@ export interface DeliverJobData {
 
 export const OUTBOUND_ROUTE = '_outbound';
 
+/** The hand-off of one route of a message to `stage` (sanitize, deliver), due in `delayMs`. */
+export function routeHandOff(stage: string, mid: string, route: string, delayMs = 0): HandOff {
+  const data: RouteJobData = { mid, route };
+  return { stage, data, delayMs };
+}
+
 export type ScanResult = { outcome: 'rejected'; reply: string } | { outcome: 'accepted' };
+
+/** The stage the ingress hands each message to, and whose result an SMTP session may wait for. */
+const FIRST_STAGE = 'scan';
 
 /** Redis commands of the ingress fail after this instead of waiting: the client gets 451 and retries later. */
 const ENQUEUE_TIMEOUT_MS = 5_000;
 /** How long the in-session claim key lives; far longer than any verdictWaitMs. */
 const SESSION_CLAIM_TTL_MS = 10 * 60_000;
-
-export function scanJobId(mid: string): string {
-  return `scan-${mid}`;
-}
-
-export function deliverJobId(mid: string, route: string): string {
-  return `deliver-${mid}-${route}`;
-}
+/** Job states a queue-depth count reports. */
+const COUNTED_STATES = ['waiting', 'active', 'delayed', 'failed', 'prioritized', 'waiting-children'] as const;
 
 export function redisOptions(url: string, forWorker: boolean): BullRedisOptions {
   const u = new URL(url);
@@ -67,25 +64,27 @@ export function redisOptions(url: string, forWorker: boolean): BullRedisOptions 
 }
 
 export class Pipeline {
-  readonly scan: Queue<ScanJobData, ScanResult>;
-  readonly deliver: Queue<DeliverJobData>;
+  readonly stages: readonly AnyStage[];
+  readonly #queues = new Map<string, Queue>();
   readonly #redis: Redis;
   readonly #prefix: string;
   readonly #queueCfg: Config['queue'];
   #events: QueueEvents | undefined;
   readonly #url: string;
 
-  constructor(redisUrl: string, prefix: string, queueCfg: Config['queue']) {
+  constructor(redisUrl: string, prefix: string, queueCfg: Config['queue'], stages: readonly AnyStage[]) {
     this.#url = redisUrl;
     this.#prefix = prefix;
     this.#queueCfg = queueCfg;
+    this.stages = stages;
     this.#redis = new Redis(redisOptions(redisUrl, false) as RedisOptions);
     this.#redis.on('error', () => undefined); // surfaced as command errors → 451
-    const opts = { connection: this.#redis, prefix };
-    this.scan = new Queue<ScanJobData, ScanResult>('scan', opts);
-    this.deliver = new Queue<DeliverJobData>('deliver', opts);
-    this.scan.on('error', () => undefined);
-    this.deliver.on('error', () => undefined);
+    for (const stage of stages) {
+      if (this.#queues.has(stage.name)) throw new Error(`two stages are named "${stage.name}"`);
+      const queue = new Queue(stage.name, { connection: this.#redis, prefix });
+      queue.on('error', () => undefined);
+      this.#queues.set(stage.name, queue);
+    }
   }
 
   get prefix(): string {
@@ -94,6 +93,20 @@ export class Pipeline {
 
   get redisUrl(): string {
     return this.#url;
+  }
+
+  /** The stage named `name`; throws for a name that is not in the list (a bug, not an input). */
+  stage(name: string): AnyStage {
+    const stage = this.stages.find((s) => s.name === name);
+    if (!stage) throw new Error(`no stage "${name}" in the list of stages`);
+    return stage;
+  }
+
+  /** The BullMQ queue of a stage. */
+  queue(name: string): Queue {
+    const queue = this.#queues.get(name);
+    if (!queue) throw new Error(`no stage "${name}" in the list of stages`);
+    return queue;
   }
 
   #jobOptions(jobId: string, delayMs = 0): JobsOptions {
@@ -107,29 +120,21 @@ export class Pipeline {
     };
   }
 
+  /** Adds the hand-off's job; a job with the same id that still exists is left as it is. */
+  async enqueue(h: HandOff): Promise<Job> {
+    const jobId = this.stage(h.stage).jobId(h.data);
+    return this.queue(h.stage).add(h.stage, h.data, this.#jobOptions(jobId, h.delayMs));
+  }
+
+  /** The ingress's hand-off: the first stage's job for a message just spooled. */
   async enqueueScan(mid: string, sessionDeadline = 0, delayMs = 0): Promise<Job<ScanJobData, ScanResult>> {
-    return this.scan.add('scan', { mid, sessionDeadline }, this.#jobOptions(scanJobId(mid), delayMs));
+    const data: ScanJobData = { mid, sessionDeadline };
+    return (await this.enqueue({ stage: FIRST_STAGE, data, delayMs })) as Job<ScanJobData, ScanResult>;
   }
 
-  async enqueueDeliver(mid: string, route: string, delayMs = 0): Promise<void> {
-    await this.deliver.add('deliver', { mid, route }, this.#jobOptions(deliverJobId(mid, route), delayMs));
-  }
-
-  /** A `deliver` job for every route that has recipients still open, due at the earliest of their next attempts. */
-  async enqueueOpenRoutes(mid: string, recipients: readonly RecipientRecord[]): Promise<void> {
-    const due = new Map<string, number>();
-    for (const r of recipients.filter(isOpenRecipient)) {
-      due.set(r.tenantId, Math.min(due.get(r.tenantId) ?? Infinity, r.nextAttemptAt ?? 0));
-    }
-    for (const [route, at] of due) await this.enqueueDeliver(mid, route, at - Date.now());
-  }
-
-  /**
-   * Whether the message's scan job is still in Redis and not given up (waiting, active, delayed): then it owns
-   * the message, its first delivery attempt included, and nothing else may start a delivery of it.
-   */
-  async scanPending(mid: string): Promise<boolean> {
-    const state = await this.scan.getJobState(scanJobId(mid));
+  /** Whether the stage's job for `data` is in Redis and not given up (waiting, active, delayed). */
+  async pending(stage: string, data: { mid: string }): Promise<boolean> {
+    const state = await this.queue(stage).getJobState(this.stage(stage).jobId(data));
     return state !== 'unknown' && state !== 'failed' && state !== 'completed';
   }
 
@@ -141,7 +146,7 @@ export class Pipeline {
   async redisEpoch(): Promise<string> {
     const key = `${this.#prefix}:epoch`;
     // The connection has no offline queue: wait until it is up (at start-up the reconciler asks first).
-    await this.scan.waitUntilReady();
+    await this.queue(FIRST_STAGE).waitUntilReady();
     await this.#redis.set(key, randomUUID(), 'NX');
     return (await this.#redis.get(key)) ?? '';
   }
@@ -159,7 +164,7 @@ export class Pipeline {
   /** Waits up to `timeoutMs` for the scan job's result; undefined on timeout or failure. */
   async waitForScan(job: Job<ScanJobData, ScanResult>, timeoutMs: number): Promise<ScanResult | undefined> {
     if (!this.#events) {
-      this.#events = new QueueEvents('scan', { connection: redisOptions(this.#url, true), prefix: this.#prefix });
+      this.#events = new QueueEvents(FIRST_STAGE, { connection: redisOptions(this.#url, true), prefix: this.#prefix });
       this.#events.on('error', () => undefined);
       await this.#events.waitUntilReady();
     }
@@ -178,18 +183,16 @@ export class Pipeline {
     }
   }
 
-  async counts(): Promise<Record<Stage, Record<string, number>>> {
-    const states = ['waiting', 'active', 'delayed', 'failed', 'prioritized', 'waiting-children'] as const;
-    return {
-      scan: await this.scan.getJobCounts(...states),
-      deliver: await this.deliver.getJobCounts(...states),
-    };
+  /** Jobs per stage and state (the queue-depth gauge, /api/queues). */
+  async counts(): Promise<Record<string, Record<string, number>>> {
+    const out: Record<string, Record<string, number>> = {};
+    for (const [name, queue] of this.#queues) out[name] = await queue.getJobCounts(...COUNTED_STATES);
+    return out;
   }
 
   async close(): Promise<void> {
     await this.#events?.close();
-    await this.scan.close();
-    await this.deliver.close();
+    for (const queue of this.#queues.values()) await queue.close();
     this.#redis.disconnect();
   }
 }

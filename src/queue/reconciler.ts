@@ -1,6 +1,7 @@
 /**
  * Recovery: the spool and the MetaStore are the source of truth, Redis is not (DESIGN §2). A pass gives every
- * unfinished message its next job again. Job ids are derived from the message, so a job that still exists is left
+ * unfinished message its next jobs again: it asks each stage of the list, in order, what the message needs
+ * (Stage.recover); a stage whose own job still holds the message stops the asking for it. Job ids are derived from the message, so a job that still exists is left
  * alone; one that Redis lost (FLUSHALL, failover, a crash between the metadata write and the enqueue) is recreated
  * — deferred ones at their scheduled time.
  *
@@ -10,8 +11,8 @@
  * any case every FULL_PASS_INTERVAL_MS.
  */
 import type { Logger } from 'pino';
-import type { MetaStore } from '../spool/meta-store.ts';
-import type { Pipeline } from './pipeline.ts';
+import type { MessageRecord } from '../spool/meta-store.ts';
+import type { HandOff, RecoveryDeps } from './stage.ts';
 
 /** Messages re-enqueued per batch; bounds memory when a large backlog is recovered. */
 const RECONCILE_BATCH = 500;
@@ -22,8 +23,7 @@ const RECONCILE_BATCH = 500;
 const FULL_PASS_INTERVAL_MS = 10 * 60_000;
 
 export class Reconciler {
-  readonly #meta: MetaStore;
-  readonly #pipeline: Pipeline;
+  readonly #deps: RecoveryDeps;
   readonly #log: Logger;
   readonly #intervalMs: number;
   readonly #now: () => number;
@@ -33,9 +33,8 @@ export class Reconciler {
   #epoch: string | undefined;
   #lastPassAt = 0;
 
-  constructor(meta: MetaStore, pipeline: Pipeline, log: Logger, intervalMs: number, now: () => number = Date.now) {
-    this.#meta = meta;
-    this.#pipeline = pipeline;
+  constructor(deps: RecoveryDeps, log: Logger, intervalMs: number, now: () => number = Date.now) {
+    this.#deps = deps;
     this.#log = log.child({ component: 'reconciler' });
     this.#intervalMs = intervalMs;
     this.#now = now;
@@ -49,7 +48,7 @@ export class Reconciler {
 
   /** The periodic check: a full pass when Redis lost its data since the last one, or when the last is old. */
   async tick(): Promise<number | undefined> {
-    const epoch = await this.#pipeline.redisEpoch();
+    const epoch = await this.#deps.pipeline.redisEpoch();
     if (epoch === this.#epoch && this.#now() - this.#lastPassAt < FULL_PASS_INTERVAL_MS) return undefined;
     if (epoch !== this.#epoch && this.#epoch !== undefined) this.#log.warn('Redis lost its data: re-enqueueing every unfinished message');
     return this.run();
@@ -57,24 +56,31 @@ export class Reconciler {
 
   async #pass(): Promise<number> {
     // Read before the pass: if Redis loses its data while the pass runs, the next tick sees a new epoch.
-    this.#epoch = await this.#pipeline.redisEpoch();
+    this.#epoch = await this.#deps.pipeline.redisEpoch();
     this.#lastPassAt = this.#now();
     let seen = 0;
     for (let offset = 0; ; offset += RECONCILE_BATCH) {
-      const batch = await this.#meta.listUnfinished({ limit: RECONCILE_BATCH, offset });
+      const batch = await this.#deps.meta.listUnfinished({ limit: RECONCILE_BATCH, offset });
       for (const msg of batch) {
         seen++;
-        if (msg.state === 'received') {
-          await this.#pipeline.enqueueScan(msg.id);
-        } else if (msg.state === 'delivering' && !(await this.#pipeline.scanPending(msg.id))) {
-          // (While its scan job lives, that job may be making the first delivery attempt: it hands over itself.)
-          await this.#pipeline.enqueueOpenRoutes(msg.id, await this.#meta.getRecipients(msg.id));
-        }
+        for (const h of await this.#handOffs(msg)) await this.#deps.pipeline.enqueue(h);
       }
       if (batch.length < RECONCILE_BATCH) break;
     }
     if (seen) this.#log.debug({ unfinished: seen }, 'reconciled');
     return seen;
+  }
+
+  /** What the stages need for one unfinished message, asked in list order. */
+  async #handOffs(msg: MessageRecord): Promise<HandOff[]> {
+    const recipients = await this.#deps.meta.getRecipients(msg.id);
+    const handOffs: HandOff[] = [];
+    for (const stage of this.#deps.pipeline.stages) {
+      const r = await stage.recover(msg, recipients, this.#deps);
+      handOffs.push(...r.handOffs);
+      if (r.owned) break;
+    }
+    return handOffs;
   }
 
   start(): void {

@@ -1,12 +1,12 @@
 /**
- * The BullMQ workers of the stages, and the poison-message rule: a job that crashed queue.maxAttempts times
+ * One BullMQ worker per entry of the pipeline's list of stages: it runs the stage's process() and enqueues its
+ * hand-offs before the job completes. And the poison-message rule: a job that crashed queue.maxAttempts times
  * (not a deferral — those are delays, not failures) moves its message to the `failed` hold, visible to operators
  * (GET /api/messages?state=failed, sekisho_messages_failed_total) instead of looping.
  */
 import { Worker, type Job } from 'bullmq';
-import { redisOptions, type DeliverJobData, type ScanJobData, type ScanResult } from './pipeline.ts';
-import { createDeliverProcessor } from './deliver-stage.ts';
-import { createScanProcessor } from './scan-stage.ts';
+import { redisOptions } from './pipeline.ts';
+import type { AnyStage } from './stage.ts';
 import type { WorkerDeps } from './worker-deps.ts';
 
 /** How often BullMQ looks for jobs whose worker died (their lock expired); a fraction of the lock time. */
@@ -27,19 +27,22 @@ export class StageWorkers {
       maxStalledCount: config.queue.maxAttempts,
       autorun: false,
     };
-    const scan = new Worker<ScanJobData, ScanResult>('scan', createScanProcessor(deps), {
-      ...base,
-      concurrency: config.queue.scanConcurrency,
-    });
-    const deliver = new Worker<DeliverJobData>('deliver', createDeliverProcessor(deps), {
-      ...base,
-      concurrency: config.queue.deliverConcurrency,
-    });
-    this.#workers = [scan, deliver];
+    this.#workers = pipeline.stages.map(
+      (stage) => new Worker(stage.name, (job, token) => this.#run(stage, job, token), { ...base, concurrency: stage.concurrency(config) }),
+    );
+    // Every stage's latency series exists from the start, at zero, whether or not a job has run yet.
+    for (const stage of pipeline.stages) deps.metrics.stageSeconds.zero({ stage: stage.name });
     for (const w of this.#workers) {
       w.on('failed', (job, err) => void this.#onFailed(job, err));
       w.on('error', (err) => deps.log.error({ err, queue: w.name }, 'worker error'));
     }
+  }
+
+  async #run(stage: AnyStage, job: Job, token: string | undefined): Promise<unknown> {
+    const out = await stage.process(job, this.#deps, token);
+    // Before the job completes: a crash in between runs the job again, which hands off again (same job ids).
+    for (const h of out.handOffs) await this.#deps.pipeline.enqueue(h);
+    return out.result;
   }
 
   async #onFailed(job: Job<{ mid: string }> | undefined, err: Error): Promise<void> {

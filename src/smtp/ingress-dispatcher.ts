@@ -11,7 +11,7 @@
 import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import type { Logger } from 'pino';
-import type { Metrics } from '../admin/metrics.ts';
+import type { Metrics } from '../metrics.ts';
 import type { Config } from '../config/schema.ts';
 import { ConnectionLimiter } from './connection-limiter.ts';
 import { type Bound, listenOn } from '../listen.ts';

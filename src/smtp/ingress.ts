@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { socketTimeout } from 'smtp-server/lib/smtp-connection.js';
 import { readFileSync } from 'node:fs';
-import type { Metrics } from '../admin/metrics.ts';
+import type { Metrics } from '../metrics.ts';
 import type { Config } from '../config/schema.ts';
 import type { TenantIndex } from '../config/tenants.ts';
 import type { Pipeline } from '../queue/pipeline.ts';

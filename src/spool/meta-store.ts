@@ -10,6 +10,9 @@
  *   pending ─▶ delivered | bounced | quarantined | rejected   (final)
  *      └──▶ deferred ─▶ … (retried until delivery.giveUpAfterMs)
  */
+import type { Action } from '../config/schema.ts';
+import type { StoredVerdict } from './stored-verdict.ts';
+
 export const messageStates = ['received', 'delivering', 'done', 'failed', 'rejected'] as const;
 export type MessageState = (typeof messageStates)[number];
 export const finalMessageStates: readonly MessageState[] = ['done', 'failed', 'rejected'];
@@ -46,8 +49,8 @@ export interface NewMessage {
 
 export interface MessageRecord extends Omit<NewMessage, 'recipients'> {
   state: MessageState;
-  /** JSON of the last verdict (symbols, failed checks, score per tenant), null before the scan. */
-  verdict: unknown;
+  /** The last verdict (symbols, failed checks, decision per tenant), null before the scan. */
+  verdict: StoredVerdict | null;
   /** Failed processing attempts (crashes, not downstream deferrals). */
   attempts: number;
   lastError: string | null;
@@ -60,7 +63,7 @@ export interface RecipientRecord {
   tenantId: string;
   state: RecipientState;
   /** What policy chose for this recipient's tenant, null before the scan. */
-  action: string | null;
+  action: Action | null;
   attempts: number;
   /** Last downstream reply or reason, e.g. "250 2.0.0 Ok" or "451 4.3.0 try later". */
   response: string | null;
@@ -73,7 +76,7 @@ export interface RecipientRecord {
 
 export interface RecipientPatch {
   state?: RecipientState;
-  action?: string | null;
+  action?: Action | null;
   response?: string | null;
   nextAttemptAt?: number | null;
   delayNoticeSent?: boolean;
@@ -83,7 +86,7 @@ export interface RecipientPatch {
 
 export interface MessagePatch {
   state?: MessageState;
-  verdict?: unknown;
+  verdict?: StoredVerdict | null;
   lastError?: string | null;
   /** Adds one to attempts. */
   countAttempt?: boolean;

@@ -20,6 +20,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { errorCodes, SekishoError, type ErrorCode } from '../errors.ts';
+import { parseAction, parseStoredVerdict } from './stored-verdict.ts';
 import {
   finalMessageStates,
   messageStates,
@@ -94,18 +95,18 @@ const RECIPIENT_COLUMNS = `message_id AS messageId, address, tenant_id AS tenant
 const unfinishedStates = messageStates.filter((s) => !finalMessageStates.includes(s));
 
 type MessageRow = Omit<MessageRecord, 'verdict'> & { verdict: string | null };
-type RecipientRow = Omit<RecipientRecord, 'delayNoticeSent'> & { delayNoticeSent: number };
+type RecipientRow = Omit<RecipientRecord, 'delayNoticeSent' | 'action'> & { delayNoticeSent: number; action: string | null };
 interface Page {
   limit: number;
   offset: number;
 }
 
 function toMessage(row: MessageRow): MessageRecord {
-  return { ...row, verdict: row.verdict === null ? null : JSON.parse(row.verdict) };
+  return { ...row, verdict: row.verdict === null ? null : parseStoredVerdict(JSON.parse(row.verdict)) };
 }
 
 function toRecipient(row: RecipientRow): RecipientRecord {
-  return { ...row, delayNoticeSent: row.delayNoticeSent !== 0 };
+  return { ...row, action: parseAction(row.action), delayNoticeSent: row.delayNoticeSent !== 0 };
 }
 
 /** SQLite's LIMIT -1 means no limit: without `limit` every row comes back (recovery needs all of them). */

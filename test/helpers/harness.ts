@@ -14,7 +14,10 @@ import { closeStores, openStores, startIngress, startWorker, type IngressRuntime
 import type { Check } from '../../src/scan/check.ts';
 import { createMimeStructureCheck } from '../../src/scan/checks/mime-structure.ts';
 import type { ScanEngines } from '../../src/scan/registry.ts';
-import type { Deliverer } from '../../src/smtp/delivery.ts';
+import type { Deliverer } from '../../src/delivery/delivery.ts';
+import type { AnyStage } from '../../src/queue/stage.ts';
+import type { OriginalKeeper } from '../../src/queue/worker-deps.ts';
+import type { Sanitizer } from '../../src/sanitize/sanitizer.ts';
 import { testRedisUrl, uniquePrefix } from './redis.ts';
 import { SmtpSink } from './smtp-sink.ts';
 import { merge } from './merge.ts';
@@ -28,6 +31,14 @@ export interface HarnessOptions {
   checks?: Check[];
   engines?: ScanEngines;
   deliverer?: Deliverer;
+  /** The worker's sanitizer; without one, mail for sanitizing tenants is held. */
+  sanitizer?: Sanitizer;
+  /** Records the originals of sanitized messages as kept. */
+  quarantine?: OriginalKeeper;
+  /** Replaces the list of stages of the worker (the ingress always uses the real list). */
+  stages?: readonly AnyStage[];
+  /** Keys merged into a base tenant's config, by tenant id (`{ 'town-b': { sanitize: true } }`). */
+  tenantOptions?: Record<string, Record<string, unknown>>;
   /** Do not start the in-process worker (e.g. to run it as a child process). */
   noWorker?: boolean;
   log?: boolean;
@@ -75,6 +86,7 @@ export class Harness {
         { id: 'town-b', name: '乙町', domains: ['town-b.example.lg.jp', 'Town-B.Example.JP'], deliverTo: h.sinks.b.url },
       ],
     };
+    base.tenants = base.tenants.map((t) => ({ ...t, ...opts.tenantOptions?.[t.id] }));
     const r = validateConfig(merge(base, opts.config ?? {}));
     if (!r.ok) throw new Error(`bad test config: ${JSON.stringify(r.issues)}`);
     h.config = r.config;
@@ -99,6 +111,9 @@ export class Harness {
       // Without a clamd endpoint, the structure check alone (the antivirus tests pass `engines`).
       checks: this.#opts.checks ?? (this.#opts.engines ? undefined : [createMimeStructureCheck()]),
       deliverer: this.#opts.deliverer,
+      sanitizer: this.#opts.sanitizer,
+      quarantine: this.#opts.quarantine,
+      stages: this.#opts.stages,
     });
     return this.worker;
   }

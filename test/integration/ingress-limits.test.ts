@@ -121,7 +121,7 @@ describe('message size', () => {
     expect(await spooledIds(h)).toEqual([]);
     expect(tmpFiles(h)).toEqual([]);
     expect(await totalMessages(h)).toBe(0);
-    expect(await h.ingress.pipeline.scan.count()).toBe(0);
+    expect(await h.ingress.pipeline.queue('scan').count()).toBe(0);
     expect(await rejectedCount(h, 'size')).toBe(1);
 
     // Same connection, next transaction: a small message is accepted (and is then the only one anywhere).
@@ -132,7 +132,7 @@ describe('message size', () => {
     c.write('.\r\n');
     const mid = queuedId(await c.reply());
     expect(await spooledIds(h)).toEqual([mid]);
-    expect(await h.ingress.pipeline.scan.count()).toBe(1);
+    expect(await h.ingress.pipeline.queue('scan').count()).toBe(1);
     c.close();
   });
 

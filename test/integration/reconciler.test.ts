@@ -10,8 +10,10 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.ts';
-import { Pipeline, scanJobId } from '../../src/queue/pipeline.ts';
+import { Pipeline } from '../../src/queue/pipeline.ts';
 import { Reconciler } from '../../src/queue/reconciler.ts';
+import { stages } from '../../src/queue/stages.ts';
+import { FileMessageStore } from '../../src/spool/file-message-store.ts';
 import { SqliteMetaStore } from '../../src/spool/sqlite-meta-store.ts';
 import { deletePrefix } from '../helpers/harness.ts';
 import { newMessage } from '../helpers/new-message.ts';
@@ -32,7 +34,7 @@ beforeEach(() => {
   });
   if (!r.ok) throw new Error(JSON.stringify(r.issues));
   meta = new SqliteMetaStore(path.join(dir, 'meta.sqlite'));
-  pipeline = new Pipeline(testRedisUrl(), prefix, r.config.queue);
+  pipeline = new Pipeline(testRedisUrl(), prefix, r.config.queue, stages);
   redis = new Redis(testRedisUrl());
 });
 
@@ -46,10 +48,10 @@ afterEach(async () => {
 
 it('passes on start; later only when Redis lost its data or the last pass is ten minutes old', async () => {
   let now = 1_000_000;
-  const reconciler = new Reconciler(meta, pipeline, pino({ level: 'silent' }), 30_000, () => now);
+  const reconciler = new Reconciler({ meta, store: new FileMessageStore(dir), pipeline }, pino({ level: 'silent' }), 30_000, () => now);
   const msg = newMessage();
   await meta.insertMessage(msg);
-  const job = async () => pipeline.scan.getJob(scanJobId(msg.id));
+  const job = async () => pipeline.queue('scan').getJob(`scan-${msg.id}`);
 
   expect(await reconciler.run()).toBe(1);
   expect(await job()).toBeDefined();

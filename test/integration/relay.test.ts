@@ -162,7 +162,7 @@ describe('relay', () => {
     const reply = await sendRaw(h.port, 's@example.net', ['u@city-a.example.lg.jp'], simpleMessage());
     expect(reply).toBe('451 4.3.0 Temporary local problem, message not accepted, try again later');
     expect(await h.stores.meta.countByState()).toMatchObject({ received: 0, delivering: 0, done: 0 });
-    expect(await h.ingress.pipeline.scan.count()).toBe(0);
+    expect(await h.ingress.pipeline.queue('scan').count()).toBe(0);
     failWrites = false;
     expect(await sendRaw(h.port, 's@example.net', ['u@city-a.example.lg.jp'], simpleMessage())).toMatch(/^250 /);
     await h.sinks.a.waitFor(1);

@@ -47,12 +47,12 @@ describe('FileMessageStore', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('lays messages out as spool/<kind>/<last two chars of the id>/<id>.eml', async () => {
+  it('lays messages out as spool/raw/<last two chars of the id>/<id>.eml and spool/sanitized/<tenant>/<shard>/<id>.eml', async () => {
     const id = `${newId()}q7`;
     await store.write(id, Readable.from([Buffer.from('raw')]));
-    await store.write(id, Readable.from([Buffer.from('sanitized')]), { kind: 'sanitized' });
+    await store.write(id, Readable.from([Buffer.from('sanitized')]), { kind: { sanitized: 'city-a' } });
     expect(readdirSync(path.join(dataDir, 'spool', 'raw', 'q7'))).toEqual([`${id}.eml`]);
-    expect(readdirSync(path.join(dataDir, 'spool', 'sanitized', 'q7'))).toEqual([`${id}.eml`]);
+    expect(readdirSync(path.join(dataDir, 'spool', 'sanitized', 'city-a', 'q7'))).toEqual([`${id}.eml`]);
     expect(readdirSync(tmpDir())).toEqual([]);
   });
 

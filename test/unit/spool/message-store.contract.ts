@@ -7,7 +7,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SizeLimitError, type MessageStore } from '../../../src/spool/message-store.ts';
+import { SizeLimitError, type MessageKind, type MessageStore } from '../../../src/spool/message-store.ts';
+
+/** Two sanitizing tenants' copies of one message. */
+const SAN_A: MessageKind = { sanitized: 'city-a' };
+const SAN_B: MessageKind = { sanitized: 'town-b' };
 
 export interface MessageStoreFixture {
   store: MessageStore;
@@ -105,19 +109,44 @@ export function describeMessageStoreContract(name: string, make: () => Promise<M
       await store.write(id, Readable.from([Buffer.from('raw bytes')]));
       expect(await store.exists(id)).toBe(true);
       expect(await store.exists(id, 'raw')).toBe(true);
-      expect(await store.exists(id, 'sanitized')).toBe(false);
-      await expect(store.read(id, 'sanitized')).rejects.toMatchObject({ code: 'SEKISHO_ERR_SPOOL_NOT_FOUND' });
+      expect(await store.exists(id, SAN_A)).toBe(false);
+      await expect(store.read(id, SAN_A)).rejects.toMatchObject({ code: 'SEKISHO_ERR_SPOOL_NOT_FOUND' });
 
-      await store.write(id, Readable.from([Buffer.from('sanitized bytes')]), { kind: 'sanitized' });
-      expect((await store.read(id, 'sanitized')).toString()).toBe('sanitized bytes');
+      await store.write(id, Readable.from([Buffer.from('sanitized bytes')]), { kind: SAN_A });
+      expect((await store.read(id, SAN_A)).toString()).toBe('sanitized bytes');
       expect((await store.read(id)).toString()).toBe('raw bytes');
+    });
+
+    it("keeps each tenant's sanitized copy apart from the other tenants'", async () => {
+      const id = newId();
+      await store.write(id, Readable.from([Buffer.from('raw')]));
+      await store.write(id, Readable.from([Buffer.from('for a')]), { kind: SAN_A });
+      expect(await store.exists(id, SAN_B)).toBe(false);
+      await store.write(id, Readable.from([Buffer.from('for b')]), { kind: SAN_B });
+      expect((await store.read(id, SAN_A)).toString()).toBe('for a');
+      expect((await store.read(id, SAN_B)).toString()).toBe('for b');
+      expect(await collect(store.createReadStream(id, SAN_B))).toEqual(Buffer.from('for b'));
+      await store.delete(id);
+      expect(await store.exists(id, SAN_A)).toBe(false);
+      expect(await store.exists(id, SAN_B)).toBe(false);
+    });
+
+    it('refuses a sanitized key that is not a tenant id (path traversal) and leaves nothing behind', async () => {
+      const id = newId();
+      for (const sanitized of ['../raw', '..', 'a/b', '', 'A', 'x'.repeat(64), 'a\\b', '.hidden']) {
+        await expect(store.write(id, Readable.from([Buffer.from('x')]), { kind: { sanitized } })).rejects.toThrow(/tenant id/);
+        await expect(store.read(id, { sanitized })).rejects.toThrow(/tenant id/);
+        await expect(store.exists(id, { sanitized })).rejects.toThrow(/tenant id/);
+      }
+      expect(await store.exists(id)).toBe(false);
+      expect(await listAll(store)).not.toContain(id);
     });
 
     it('replaces the content when an id is written again', async () => {
       const id = newId();
-      await store.write(id, Readable.from([Buffer.from('first')]), { kind: 'sanitized' });
-      await store.write(id, Readable.from([Buffer.from('second')]), { kind: 'sanitized' });
-      expect((await store.read(id, 'sanitized')).toString()).toBe('second');
+      await store.write(id, Readable.from([Buffer.from('first')]), { kind: SAN_A });
+      await store.write(id, Readable.from([Buffer.from('second')]), { kind: SAN_A });
+      expect((await store.read(id, SAN_A)).toString()).toBe('second');
     });
 
     it('reports a missing id as SEKISHO_ERR_SPOOL_NOT_FOUND from read and as an error event of the stream', async () => {
@@ -125,7 +154,7 @@ export function describeMessageStoreContract(name: string, make: () => Promise<M
       expect(await store.exists(id)).toBe(false);
       await expect(store.read(id)).rejects.toMatchObject({ code: 'SEKISHO_ERR_SPOOL_NOT_FOUND' });
       await expect(collect(store.createReadStream(id))).rejects.toMatchObject({ code: 'SEKISHO_ERR_SPOOL_NOT_FOUND' });
-      await expect(collect(store.createReadStream(id, 'sanitized'))).rejects.toMatchObject({
+      await expect(collect(store.createReadStream(id, SAN_A))).rejects.toMatchObject({
         code: 'SEKISHO_ERR_SPOOL_NOT_FOUND',
       });
     });
@@ -196,11 +225,11 @@ export function describeMessageStoreContract(name: string, make: () => Promise<M
       const id = newId();
       const other = newId();
       await store.write(id, Readable.from([Buffer.from('raw')]));
-      await store.write(id, Readable.from([Buffer.from('sanitized')]), { kind: 'sanitized' });
+      await store.write(id, Readable.from([Buffer.from('sanitized')]), { kind: SAN_A });
       await store.write(other, Readable.from([Buffer.from('other')]));
       await store.delete(id);
       expect(await store.exists(id)).toBe(false);
-      expect(await store.exists(id, 'sanitized')).toBe(false);
+      expect(await store.exists(id, SAN_A)).toBe(false);
       expect((await store.read(other)).toString()).toBe('other');
       await store.delete(id);
       await store.delete(newId());
@@ -210,8 +239,8 @@ export function describeMessageStoreContract(name: string, make: () => Promise<M
       const raw = Array.from({ length: 40 }, newId);
       const sanitizedOnly = newId();
       for (const id of raw) await store.write(id, Readable.from([Buffer.from(id)]));
-      await store.write(raw[0]!, Readable.from([Buffer.from('s')]), { kind: 'sanitized' });
-      await store.write(sanitizedOnly, Readable.from([Buffer.from('s')]), { kind: 'sanitized' });
+      await store.write(raw[0]!, Readable.from([Buffer.from('s')]), { kind: SAN_A });
+      await store.write(sanitizedOnly, Readable.from([Buffer.from('s')]), { kind: SAN_A });
       expect(await listAll(store)).toEqual([...raw].sort());
     });
 

@@ -6,7 +6,10 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { messageStates, type MessageState, type MetaStore } from '../../../src/spool/meta-store.ts';
+import type { StoredVerdict } from '../../../src/spool/stored-verdict.ts';
 import { newMessage, T0 } from '../../helpers/new-message.ts';
+
+const emptyVerdict: StoredVerdict = { symbols: [], unlistedSymbols: [], failedChecks: [], durationsMs: {}, decisions: {}, scannedAt: T0 };
 
 export interface MetaStoreFixture {
   store: MetaStore;
@@ -138,20 +141,24 @@ export function describeMetaStoreContract(
         expect(await store.getMessage(b!)).toMatchObject({ state: 'rejected', attempts: 0, lastError: null });
       });
 
-      it('stores the verdict as JSON, replaces it, clears it with null', async () => {
+      it('stores the verdict, replaces it, clears it with null', async () => {
         const msg = newMessage();
         await store.insertMessage(msg);
-        const verdict = {
-          symbols: [{ name: 'CLAMAV_VIRUS', details: ['Eicar-Test-Signature'] }, { name: 'SPF_FAIL' }],
-          failed: ['sandbox'],
-          score: { 'city-a': 12.5, 'city-b': -1 },
-          note: '添付ファイルを削除しました',
-          nothing: null,
+        const verdict: StoredVerdict = {
+          symbols: [{ name: 'CLAMAV_VIRUS', details: ['Eicar-Test-Signature'] }, { name: 'HEADER_MISSING_DATE' }],
+          unlistedSymbols: [{ name: 'SANDBOX_FAIL', details: ['添付ファイルを解析できません'] }],
+          failedChecks: ['sandbox'],
+          durationsMs: { clamav: 12, sandbox: 30_000 },
+          decisions: {
+            'city-a': { action: 'reject', score: 112.5, reasons: ['CLAMAV_VIRUS(Eicar-Test-Signature) forces reject'] },
+            'town-b': { action: 'sanitize', score: -1, reasons: [] },
+          },
+          scannedAt: T0 + 1,
         };
         await store.updateMessage(msg.id, { verdict });
         expect((await store.getMessage(msg.id))?.verdict).toEqual(verdict);
-        await store.updateMessage(msg.id, { verdict: { symbols: [] } });
-        expect((await store.getMessage(msg.id))?.verdict).toEqual({ symbols: [] });
+        await store.updateMessage(msg.id, { verdict: emptyVerdict });
+        expect((await store.getMessage(msg.id))?.verdict).toEqual(emptyVerdict);
         await store.updateMessage(msg.id, { verdict: null });
         expect((await store.getMessage(msg.id))?.verdict).toBeNull();
       });
@@ -159,7 +166,7 @@ export function describeMetaStoreContract(
       it('changes only the patched fields; an empty patch only sets updatedAt; lastError clears with null', async () => {
         const msg = newMessage();
         await store.insertMessage(msg);
-        await store.updateMessage(msg.id, { state: 'delivering', verdict: { v: 1 }, lastError: 'x', countAttempt: true });
+        await store.updateMessage(msg.id, { state: 'delivering', verdict: emptyVerdict, lastError: 'x', countAttempt: true });
         const before = await store.getMessage(msg.id);
         clock += 1000;
         await store.updateMessage(msg.id, {});
@@ -306,7 +313,7 @@ export function describeMetaStoreContract(
             { addresses: [taro!], patch: { state: 'delivered', response: '250 2.0.0 Ok', countAttempt: true } },
             { addresses: [hanako!], patch: { state: 'quarantined', action: 'quarantine', response: 'held' } },
           ],
-          message: { state: 'delivering', verdict: { score: 1 } },
+          message: { state: 'delivering', verdict: emptyVerdict },
         });
         const rcpts = await store.getRecipients(msg.id);
         expect(rcpts.map((r) => [r.address, r.state, r.action, r.response, r.attempts, r.updatedAt])).toEqual([
@@ -314,7 +321,7 @@ export function describeMetaStoreContract(
           [hanako, 'quarantined', 'quarantine', 'held', 0, clock],
         ]);
         const m = await store.getMessage(msg.id);
-        expect([m?.state, m?.verdict, m?.updatedAt]).toEqual(['delivering', { score: 1 }, clock]);
+        expect([m?.state, m?.verdict, m?.updatedAt]).toEqual(['delivering', emptyVerdict, clock]);
       });
 
       it('changes nothing when one recipient is unknown, or the message is', async () => {

@@ -313,9 +313,10 @@ describe('SqliteMetaStore', () => {
     const msg = newMessage();
     await a.insertMessage(msg);
     expect(await b.getMessage(msg.id)).toMatchObject({ id: msg.id, state: 'received' });
-    await b.updateMessage(msg.id, { state: 'delivering', verdict: { symbols: ['SPF_FAIL'] } });
+    const verdict = { symbols: [], unlistedSymbols: [{ name: 'SPF_FAIL' }], failedChecks: [], durationsMs: {}, decisions: {}, scannedAt: 1 };
+    await b.updateMessage(msg.id, { state: 'delivering', verdict });
     await b.updateRecipients(msg.id, [msg.recipients[1]!.address], { state: 'delivered' });
-    expect(await a.getMessage(msg.id)).toMatchObject({ state: 'delivering', verdict: { symbols: ['SPF_FAIL'] } });
+    expect(await a.getMessage(msg.id)).toMatchObject({ state: 'delivering', verdict });
     expect((await a.getRecipients(msg.id)).map((r) => r.state)).toEqual(['pending', 'delivered']);
     await expect(b.insertMessage(msg)).rejects.toMatchObject({ code: 'SEKISHO_ERR_META_DUPLICATE' });
     await a.deleteMessage(msg.id);
@@ -331,6 +332,40 @@ describe('SqliteMetaStore', () => {
     await first.close();
     const second = openStore();
     expect({ message: await second.getMessage(msg.id), recipients: await second.getRecipients(msg.id) }).toEqual(before);
+  });
+
+  it('reads a verdict and actions written by an older version as typed data, and refuses a row that is not one', async () => {
+    const store = openStore();
+    const msg = newMessage();
+    await store.insertMessage(msg);
+    // The verdict as versions before the typed StoredVerdict wrote it: every symbol in one list, no unlistedSymbols.
+    const old = {
+      symbols: [{ name: 'CLAMAV_VIRUS', details: ['Eicar'] }, { name: 'FLAKY_FAIL', details: ['boom'] }],
+      failedChecks: ['flaky'],
+      durationsMs: { clamav: 3 },
+      decisions: { 'city-a': { action: 'deliver-tagged', score: 6, reasons: ['score 6 ≥ tag threshold 5'] } },
+      scannedAt: 42,
+    };
+    const db = new Database(file);
+    db.prepare('UPDATE messages SET verdict = ? WHERE id = ?').run(JSON.stringify(old), msg.id);
+    db.prepare('UPDATE recipients SET action = ? WHERE message_id = ?').run('deliver-tagged', msg.id);
+    expect((await store.getMessage(msg.id))?.verdict).toEqual({
+      symbols: [{ name: 'CLAMAV_VIRUS', details: ['Eicar'] }],
+      unlistedSymbols: [{ name: 'FLAKY_FAIL', details: ['boom'] }],
+      failedChecks: ['flaky'],
+      durationsMs: { clamav: 3 },
+      decisions: old.decisions,
+      scannedAt: 42,
+    });
+    expect((await store.getRecipients(msg.id)).map((r) => r.action)).toEqual(['deliver-tagged', 'deliver-tagged']);
+
+    db.prepare('UPDATE recipients SET action = ? WHERE message_id = ?').run('deliver-everything', msg.id);
+    await expect(store.getRecipients(msg.id)).rejects.toThrow(/stored action "deliver-everything"/);
+    db.prepare('UPDATE messages SET verdict = ? WHERE id = ?').run(JSON.stringify({ decisions: { 'city-a': { action: 'send' } } }), msg.id);
+    await expect(store.getMessage(msg.id)).rejects.toThrow(/stored action "send"/);
+    db.prepare('UPDATE messages SET verdict = ? WHERE id = ?').run('[1,2]', msg.id);
+    await expect(store.getMessage(msg.id)).rejects.toThrow(/stored verdict: not an object/);
+    db.close();
   });
 
   it('refuses a database whose schema is newer than this code (SEKISHO_ERR_META_SCHEMA)', async () => {

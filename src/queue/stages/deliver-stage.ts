@@ -1,29 +1,29 @@
 /**
- * The `deliver` stage: one job per (message, route). Sends the spooled bytes to the tenant's server for every
- * recipient of that tenant not yet in a final state, records each recipient's outcome, and reschedules itself
- * for the deferred ones with exponential backoff (delivery.retryInitialDelayMs doubling to retryMaxDelayMs)
+ * The `deliver` stage: one job per (message, route). Sends the spooled bytes — the message as received, or the
+ * tenant's sanitized copy when the plan says so (deliveryBody), with the plan's header fields in front — to the
+ * tenant's server for every recipient of that tenant not yet in a final state, records each recipient's
+ * outcome, and reschedules itself for the deferred ones with exponential backoff (delivery.retryInitialDelayMs doubling to retryMaxDelayMs)
  * until delivery.giveUpAfterMs, when they bounce. Recipients already `delivered` are never sent again, so a
  * retried, duplicated or recovered job cannot deliver twice.
  */
 import { DelayedError, type Job } from 'bullmq';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { DsnRecipient } from '../smtp/dsn.ts';
-import { statusFromReply } from '../smtp/dsn.ts';
-import type { RecipientOutcome } from '../smtp/delivery.ts';
-import { isOpenRecipient, type MessageRecord, type RecipientPatch, type RecipientRecord } from '../spool/meta-store.ts';
-import { finalizeIfDone } from './finalize.ts';
-import { notifySender } from './notify-sender.ts';
-import { OUTBOUND_ROUTE, type DeliverJobData } from './pipeline.ts';
-import type { WorkerDeps } from './worker-deps.ts';
+import type { RecipientOutcome } from '../../delivery/delivery.ts';
+import { statusFromReply, type DsnRecipient } from '../../delivery/dsn.ts';
+import { retryDelayMs } from '../../delivery/retry-delay.ts';
+import { encodeHeader } from '../../mime/compose.ts';
+import { deliveryBody, headerChanges } from '../../policy/plan.ts';
+import type { MessageKind } from '../../spool/message-store.ts';
+import { isOpenRecipient, type MessageRecord, type RecipientPatch, type RecipientRecord } from '../../spool/meta-store.ts';
+import { finalizeIfDone } from '../finalize.ts';
+import { notifySender } from '../notify-sender.ts';
+import { OUTBOUND_ROUTE, routeHandOff, type RouteJobData } from '../pipeline.ts';
+import type { HandOff, Stage } from '../stage.ts';
+import type { WorkerDeps } from '../worker-deps.ts';
 
 /** A recovered job that runs this much before a recipient's next attempt is due goes back to sleep. */
 const EARLY_TOLERANCE_MS = 1_000;
-
-export function retryDelayMs(attempt: number, cfg: { retryInitialDelayMs: number; retryMaxDelayMs: number }): number {
-  const exp = Math.min(attempt - 1, 30);
-  return Math.min(cfg.retryInitialDelayMs * 2 ** Math.max(0, exp), cfg.retryMaxDelayMs);
-}
 
 function enhancedOf(response: string): string | null {
   return /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})\b/.exec(response)?.[1] ?? null;
@@ -40,11 +40,14 @@ function dsnRecipient(o: RecipientOutcome, action: 'failed' | 'delayed', remote:
   };
 }
 
-function tagHeader(msg: MessageRecord, route: string): Buffer {
-  const v = msg.verdict as { decisions?: Record<string, { score: number }>; symbols?: { name: string }[] } | null;
-  const score = v?.decisions?.[route]?.score ?? 0;
-  const names = (v?.symbols ?? []).map((s) => s.name).join(', ');
-  return Buffer.from(`X-Sekisho-Verdict: tagged; score=${score}\r\nX-Sekisho-Symbols: ${names || 'none'}\r\n`, 'latin1');
+/** What delivery sends to a route: which stored bytes, and the header fields the plan adds in front of them. */
+function bodyOf(msg: MessageRecord, route: string, mine: readonly RecipientRecord[]): { kind: MessageKind; prefix: Buffer } {
+  // One decision per tenant: every open recipient of a route has the same action.
+  const action = mine[0]?.action ?? null;
+  const body = deliveryBody(action);
+  if (body === null) throw new Error(`recipients of route ${route} have action ${String(action)}: nothing may be delivered to them`);
+  const prefix = Buffer.from(headerChanges(action, route, msg.verdict).map(encodeHeader).join(''), 'utf8');
+  return { kind: body === 'raw' ? 'raw' : { sanitized: route }, prefix };
 }
 
 async function* concat(prefix: Buffer, rest: Readable): AsyncGenerator<Buffer> {
@@ -98,13 +101,17 @@ export async function attemptRoute(
       route === OUTBOUND_ROUTE ? '451 4.4.0 no outbound route: set delivery.outboundRelay' : `451 4.4.0 tenant "${route}" is not configured`;
     outcome = { delivered: [], bounced: [], remote: '', deferred: addresses.map((address) => ({ address, response, code: 451 })) };
   } else {
-    const tagged = mine[0]?.action === 'deliver-tagged';
-    if (raw) {
-      const body = tagged ? Buffer.concat([tagHeader(msg, route), raw]) : raw;
+    const { kind, prefix } = bodyOf(msg, route, mine);
+    if (kind !== 'raw' && !(await store.exists(mid, kind))) {
+      // Never the raw bytes instead: the job fails and, after queue.maxAttempts, the message is held as failed.
+      throw new Error(`no sanitized copy of ${mid} for ${route} in the spool`);
+    }
+    if (raw && kind === 'raw') {
+      const body = prefix.length ? Buffer.concat([prefix, raw]) : raw;
       outcome = await deliverer.send({ route: url, from: msg.mailFrom, to: addresses, body });
     } else {
-      const file = store.createReadStream(mid);
-      const body = tagged ? Readable.from(concat(tagHeader(msg, route), file)) : file;
+      const file = store.createReadStream(mid, kind);
+      const body = prefix.length ? Readable.from(concat(prefix, file)) : file;
       try {
         outcome = await deliverer.send({ route: url, from: msg.mailFrom, to: addresses, body });
       } finally {
@@ -166,30 +173,54 @@ export function openRecipients(recipients: readonly RecipientRecord[], route: st
   return recipients.filter((r) => r.tenantId === route && isOpenRecipient(r));
 }
 
-export function createDeliverProcessor(deps: WorkerDeps) {
-  const { meta } = deps;
-
-  return async function processDeliver(job: Job<DeliverJobData>, token?: string): Promise<void> {
-    const { mid, route } = job.data;
-    const log = deps.log.child({ mid, stage: 'deliver', route });
-    const msg = await meta.getMessage(mid);
-    if (!msg || msg.state !== 'delivering') return;
-    const mine = openRecipients(await meta.getRecipients(mid), route);
-    if (!mine.length) {
-      await finalizeIfDone(deps, mid, log);
-      return;
-    }
-    const due = Math.min(...mine.map((r) => r.nextAttemptAt ?? 0));
-    if (due > Date.now() + EARLY_TOLERANCE_MS) {
-      await job.moveToDelayed(due, token);
-      throw new DelayedError();
-    }
-
-    const { nextAt } = await attemptRoute(deps, msg, route, mine, log);
-    await finalizeIfDone(deps, mid, log);
-    if (nextAt !== Infinity) {
-      await job.moveToDelayed(nextAt, token);
-      throw new DelayedError();
-    }
-  };
+/** A `deliver` job for each route whose open recipients have their bytes ready, due at the earliest next attempt. */
+async function recoverDeliveries(msg: MessageRecord, recipients: readonly RecipientRecord[], store: WorkerDeps['store']): Promise<HandOff[]> {
+  const due = new Map<string, number>();
+  for (const r of recipients.filter(isOpenRecipient)) {
+    due.set(r.tenantId, Math.min(due.get(r.tenantId) ?? Infinity, r.nextAttemptAt ?? 0));
+  }
+  const handOffs: HandOff[] = [];
+  for (const [route, at] of due) {
+    // A route still waiting for its sanitized copy is the sanitize stage's to recover.
+    if (deliveryBody(openRecipients(recipients, route)[0]?.action ?? null) === 'sanitized' && !(await store.exists(msg.id, { sanitized: route }))) continue;
+    handOffs.push(routeHandOff('deliver', msg.id, route, at - Date.now()));
+  }
+  return handOffs;
 }
+
+async function processDeliver(job: Job<RouteJobData>, deps: WorkerDeps, token?: string): Promise<{ handOffs: HandOff[] }> {
+  const { meta } = deps;
+  const { mid, route } = job.data;
+  const log = deps.log.child({ mid, stage: 'deliver', route });
+  const msg = await meta.getMessage(mid);
+  if (!msg || msg.state !== 'delivering') return { handOffs: [] };
+  const mine = openRecipients(await meta.getRecipients(mid), route);
+  if (!mine.length) {
+    await finalizeIfDone(deps, mid, log);
+    return { handOffs: [] };
+  }
+  const due = Math.min(...mine.map((r) => r.nextAttemptAt ?? 0));
+  if (due > Date.now() + EARLY_TOLERANCE_MS) {
+    await job.moveToDelayed(due, token);
+    throw new DelayedError();
+  }
+
+  const { nextAt } = await attemptRoute(deps, msg, route, mine, log);
+  await finalizeIfDone(deps, mid, log);
+  if (nextAt !== Infinity) {
+    await job.moveToDelayed(nextAt, token);
+    throw new DelayedError();
+  }
+  return { handOffs: [] };
+}
+
+export const deliverStage: Stage<RouteJobData> = {
+  name: 'deliver',
+  concurrency: (config) => config.queue.deliverConcurrency,
+  jobId: ({ mid, route }) => `deliver-${mid}-${route}`,
+  process: processDeliver,
+  async recover(msg, recipients, deps) {
+    if (msg.state !== 'delivering') return { handOffs: [] };
+    return { handOffs: await recoverDeliveries(msg, recipients, deps.store) };
+  },
+};

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../../src/config/load.ts';
-import { retryDelayMs } from '../../../src/queue/deliver-stage.ts';
+import { retryDelayMs } from '../../../src/delivery/retry-delay.ts';
 
 const MINUTE = 60_000;
 

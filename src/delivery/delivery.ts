@@ -13,7 +13,7 @@
 import type { Readable } from 'node:stream';
 import nodemailer, { type Transporter } from 'nodemailer';
 import type { Config } from '../config/schema.ts';
-import { installFastDotStuffing } from './dot-stuffing.ts';
+import { installFastDotStuffing } from '../smtp/dot-stuffing.ts';
 
 export interface RecipientOutcome {
   address: string;

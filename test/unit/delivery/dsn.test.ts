@@ -12,7 +12,7 @@ import {
   MAX_ORIGINAL_HEADER_BYTES,
   type DsnInput,
   type DsnRecipient,
-} from '../../../src/smtp/dsn.ts';
+} from '../../../src/delivery/dsn.ts';
 
 const NOW = Date.UTC(2025, 0, 6, 0, 2, 0);
 const ARRIVAL = Date.UTC(2025, 0, 6, 0, 0, 0);

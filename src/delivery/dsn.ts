@@ -9,18 +9,17 @@
  * at a forged sender.
  *
  * Output is 7bit-clean with CRLF line endings and no line over 998 octets, so any relay accepts it: non-ASCII
- * text is base64, 8-bit original headers are quoted-printable, header words are RFC 2047 encoded-words. Every
+ * text is base64, 8-bit original headers are quoted-printable, header words are RFC 2047 encoded-words (the MIME
+ * writing is src/mime/compose.ts's). Every
  * value that reaches a header or a delivery-status field (downstream reply, address, host name, queue id) may be
  * hostile — a downstream server's reply is not ours — so each is stripped of CR/LF and other controls and
  * length-capped before use; no input can add a header or a field.
  */
 import { randomBytes } from 'node:crypto';
-import { formatRfc5322Date } from './received.ts';
+import libmime from 'libmime';
+import { composeMessage, FOLD_LINE_CHARS, MAX_LINE_OCTETS, type HeaderLine, type MimeNode } from '../mime/compose.ts';
+import { formatRfc5322Date } from '../smtp/received.ts';
 
-/** RFC 5322 §2.1.1 hard limit on a line, in octets, excluding CRLF. */
-export const MAX_LINE_OCTETS = 998;
-/** Line length, in characters, the folder aims for (RFC 5322 §2.1.1 "SHOULD be no more than 78"). */
-export const FOLD_LINE_CHARS = 78;
 /**
  * Cap, in characters, on a downstream reply in Diagnostic-Code. Multi-line replies joined together stay far below
  * it (Postfix keeps about 500); with the field name it also keeps an unbreakable reply under MAX_LINE_OCTETS.
@@ -37,10 +36,8 @@ export const MAX_QUEUE_ID_CHARS = 100;
  * headers; a message built to make its bounce large is cut at a line boundary.
  */
 export const MAX_ORIGINAL_HEADER_BYTES = 100 * 1024;
-/** Base64 and quoted-printable line length in characters (RFC 2045 §6.7, §6.8). */
-const ENCODED_LINE_CHARS = 76;
-/** UTF-8 octets per RFC 2047 B encoded-word: 45 octets → 60 base64 chars + 12 of framing = 72 < 75. */
-const ENCODED_WORD_OCTETS = 45;
+/** Characters of one RFC 2047 encoded-word in the To: group name (under RFC 2047's 75). */
+const ENCODED_WORD_CHARS = 60;
 
 export interface DsnRecipient {
   address: string;
@@ -182,49 +179,6 @@ function typedAddress(address: string): string {
 // ---------------------------------------------------------------------------------------------------------------
 // Encoding
 
-/** RFC 2047 B encoded-words for `text`, split on character boundaries, separated by spaces. */
-function encodedWords(text: string): string[] {
-  const words: string[] = [];
-  let chunk: Buffer[] = [];
-  let chunkOctets = 0;
-  const flush = (): void => {
-    if (chunkOctets === 0) return;
-    words.push(`=?UTF-8?B?${Buffer.concat(chunk).toString('base64')}?=`);
-    chunk = [];
-    chunkOctets = 0;
-  };
-  for (const ch of text) {
-    const bytes = Buffer.from(ch, 'utf8');
-    if (chunkOctets + bytes.length > ENCODED_WORD_OCTETS) flush();
-    chunk.push(bytes);
-    chunkOctets += bytes.length;
-  }
-  flush();
-  return words;
-}
-
-/**
- * Unstructured header text as a list of tokens to fold between: ASCII words as they are, each run of words holding
- * non-ASCII (with the spaces inside the run) as encoded-words. An ASCII word that looks like an encoded-word is
- * encoded too, so a decoder cannot misread it.
- */
-function headerTextTokens(text: string): string[] {
-  const words = oneLine(text, Number.MAX_SAFE_INTEGER).split(' ');
-  const tokens: string[] = [];
-  let run: string[] = [];
-  for (const word of words) {
-    if (isPrintableAscii(word) && !word.includes('=?')) {
-      if (run.length > 0) tokens.push(...encodedWords(run.join(' ')));
-      run = [];
-      tokens.push(word);
-    } else {
-      run.push(word);
-    }
-  }
-  if (run.length > 0) tokens.push(...encodedWords(run.join(' ')));
-  return tokens;
-}
-
 /**
  * "Name: token token …" folded at the spaces between tokens so that lines stay within FOLD_LINE_CHARS where a
  * token allows; continuation lines start with a space. Tokens are ASCII without CR/LF (callers ensure it).
@@ -243,34 +197,6 @@ function foldField(name: string, tokens: string[]): string {
   }
   lines.push(current);
   return lines.join('\r\n');
-}
-
-function base64Lines(data: Buffer): string {
-  const encoded = data.toString('base64');
-  const lines: string[] = [];
-  for (let i = 0; i < encoded.length; i += ENCODED_LINE_CHARS) lines.push(encoded.slice(i, i + ENCODED_LINE_CHARS));
-  return lines.join('\r\n');
-}
-
-/** Quoted-printable (RFC 2045 §6.7) of lines given without their line breaks; hard breaks become CRLF. */
-function quotedPrintableLines(lines: Buffer[]): string {
-  const out: string[] = [];
-  for (const line of lines) {
-    let current = '';
-    for (let i = 0; i < line.length; i++) {
-      const b = line[i] ?? 0;
-      const last = i === line.length - 1;
-      const literal = (b >= 0x21 && b <= 0x7e && b !== 0x3d) || ((b === 0x20 || b === 0x09) && !last);
-      const token = literal ? String.fromCharCode(b) : `=${b.toString(16).toUpperCase().padStart(2, '0')}`;
-      if (current.length + token.length > ENCODED_LINE_CHARS - 1) {
-        out.push(`${current}=`);
-        current = '';
-      }
-      current += token;
-    }
-    out.push(current);
-  }
-  return out.join('\r\n');
 }
 
 /**
@@ -295,21 +221,17 @@ function originalHeaderLines(raw: Buffer): Buffer[] {
   return lines;
 }
 
-/** Body and headers of the text/rfc822-headers part: 7bit when the headers are, quoted-printable otherwise. */
-function rfc822HeadersPart(raw: Buffer): { headers: string[]; body: string } {
+/** The text/rfc822-headers part: 7bit when the headers are, quoted-printable otherwise. */
+function rfc822HeadersPart(raw: Buffer): MimeNode {
   const lines = originalHeaderLines(raw);
+  // Each header line keeps its line break, the last one included.
+  const body = Buffer.concat(lines.flatMap((l) => [l, Buffer.from('\r\n')]));
   const sevenBit = lines.every((l) => l.length <= MAX_LINE_OCTETS && l.every((b) => b > 0 && b < 0x80 && b !== 0x0d && b !== 0x0a));
-  if (sevenBit) {
-    return {
-      headers: ['Content-Type: text/rfc822-headers', 'Content-Transfer-Encoding: 7bit'],
-      body: lines.map((l) => l.toString('latin1')).join('\r\n'),
-    };
-  }
-  return {
-    // RFC 6532 headers are UTF-8; other 8-bit bytes are shown as the decoder sees fit.
-    headers: ['Content-Type: text/rfc822-headers; charset=UTF-8', 'Content-Transfer-Encoding: quoted-printable'],
-    body: quotedPrintableLines(lines),
-  };
+  const description = 'Undelivered Message Headers';
+  return sevenBit
+    ? { kind: 'leaf', contentType: 'text/rfc822-headers', encoding: '7bit', description, body }
+    : // RFC 6532 headers are UTF-8; other 8-bit bytes are shown as the decoder sees fit.
+      { kind: 'leaf', contentType: 'text/rfc822-headers; charset=UTF-8', encoding: 'quoted-printable', description, body };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -439,10 +361,10 @@ function deliveryStatus(input: DsnInput, mta: string, queueId: string, recipient
 
 /** The To: header: the sender's address, or — when it is non-ASCII and cannot appear in a 7bit header — an empty
  * group whose RFC 2047-encoded name shows the address to the reader (delivery uses the envelope anyway). */
-function toField(sender: string): string {
-  if (isPrintableAscii(sender)) return foldField('To', [`<${sender}>`]);
-  const words = encodedWords(sender);
-  return foldField('To', [...words.slice(0, -1), `${words.at(-1) ?? ''}:;`]);
+function toField(sender: string): HeaderLine {
+  if (isPrintableAscii(sender)) return { name: 'To', value: `<${sender}>` };
+  const words = libmime.encodeWord(sender, 'B', ENCODED_WORD_CHARS).split(' ');
+  return { name: 'To', raw: ` ${words.join('\r\n ')}:;` };
 }
 
 /** Builds the complete DSN message: raw bytes, CRLF line endings, 7bit-clean. */
@@ -456,46 +378,33 @@ export function buildDsn(input: DsnInput): Buffer {
   const recipients = input.recipients.map(cleanRecipient);
   const failed = recipients.some((r) => r.action === 'failed');
 
-  const text = Buffer.from(explanation(input, mta, queueId, recipients), 'utf8');
-  const status = deliveryStatus(input, mta, queueId, recipients);
-  const original = rfc822HeadersPart(input.originalHeaders);
-
-  // "=_" never occurs in base64 or quoted-printable output; the random part makes a collision with the 7bit
-  // parts (ours, and the original headers) impossible in practice, and the loop makes it impossible.
-  let boundary: string;
-  do boundary = `=_sekisho-dsn-${randomBytes(12).toString('hex')}`;
-  while (status.includes(boundary) || original.body.includes(boundary));
-
-  const head = [
-    'From: Mail Delivery System <MAILER-DAEMON@' + mta + '>',
+  const headers: HeaderLine[] = [
+    { name: 'From', value: `Mail Delivery System <MAILER-DAEMON@${mta}>` },
     toField(sender),
-    foldField('Subject', headerTextTokens(failed ? SUBJECT_FAILED : SUBJECT_DELAYED)),
-    foldField('Date', dateOf(now).split(' ')),
-    foldField('Message-ID', [`<${now.toString(36)}.${queueId}.${randomBytes(6).toString('hex')}@${idDomain}>`]),
-    'Auto-Submitted: auto-replied',
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/report; report-type=delivery-status;',
-    ` boundary="${boundary}"`,
+    { name: 'Subject', value: failed ? SUBJECT_FAILED : SUBJECT_DELAYED },
+    { name: 'Date', value: dateOf(now) },
+    { name: 'Message-ID', value: `<${now.toString(36)}.${queueId}.${randomBytes(6).toString('hex')}@${idDomain}>` },
+    { name: 'Auto-Submitted', value: 'auto-replied' },
   ];
-  const parts = [
-    [
-      'Content-Description: Notification',
-      'Content-Type: text/plain; charset=UTF-8',
-      'Content-Transfer-Encoding: base64',
-      '',
-      base64Lines(text),
+  return composeMessage(headers, {
+    kind: 'multipart',
+    contentType: 'multipart/report; report-type=delivery-status',
+    parts: [
+      {
+        kind: 'leaf',
+        contentType: 'text/plain; charset=UTF-8',
+        encoding: 'base64',
+        description: 'Notification',
+        body: explanation(input, mta, queueId, recipients),
+      },
+      {
+        kind: 'leaf',
+        contentType: 'message/delivery-status',
+        encoding: '7bit',
+        description: 'Delivery report',
+        body: deliveryStatus(input, mta, queueId, recipients),
+      },
+      rfc822HeadersPart(input.originalHeaders),
     ],
-    ['Content-Description: Delivery report', 'Content-Type: message/delivery-status', 'Content-Transfer-Encoding: 7bit', '', status],
-    ['Content-Description: Undelivered Message Headers', ...original.headers, '', original.body],
-  ];
-  const message = [
-    ...head,
-    '',
-    'This is a MIME-encapsulated message.',
-    '',
-    ...parts.flatMap((p) => [`--${boundary}`, ...p, '']),
-    `--${boundary}--`,
-    '',
-  ].join('\r\n');
-  return Buffer.from(message, 'latin1');
+  });
 }
