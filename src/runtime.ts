@@ -16,7 +16,11 @@ import { Reconciler } from './queue/reconciler.ts';
 import type { AnyStage } from './queue/stage.ts';
 import { stages as defaultStages } from './queue/stages.ts';
 import { StageWorkers } from './queue/workers.ts';
-import type { OriginalKeeper } from './queue/worker-deps.ts';
+import { StoreQuarantineKeeper, type QuarantineKeeper } from './quarantine/keeper.ts';
+import type { QuarantineStore } from './quarantine/quarantine-store.ts';
+import { RetentionSweeper } from './quarantine/retention.ts';
+import { SqliteQuarantineStore } from './quarantine/sqlite-quarantine-store.ts';
+import { MessageSanitizer } from './sanitize/message-sanitizer.ts';
 import type { Sanitizer } from './sanitize/sanitizer.ts';
 import { ByteBudget } from './queue/byte-budget.ts';
 import { RouteHealth } from './queue/route-health.ts';
@@ -32,6 +36,7 @@ import { SqliteMetaStore } from './spool/sqlite-meta-store.ts';
 export interface Stores {
   store: MessageStore;
   meta: MetaStore;
+  quarantine: QuarantineStore;
 }
 
 /**
@@ -42,12 +47,14 @@ export function openStores(config: Config, role: 'ingress' | 'worker' | 'admin' 
   return {
     store: new FileMessageStore(config.dataDir),
     meta: new SqliteMetaStore(path.join(config.dataDir, 'meta.sqlite'), { synchronous: role === 'worker' ? 'normal' : 'full' }),
+    quarantine: new SqliteQuarantineStore(path.join(config.dataDir, 'quarantine.sqlite')),
   };
 }
 
 export async function closeStores(s: Stores): Promise<void> {
   await s.store.close();
   await s.meta.close();
+  await s.quarantine.close();
 }
 
 /** The queues of the list of stages (stages.ts), or of the list given (tests). */
@@ -82,10 +89,13 @@ export async function startWorker(
     metrics?: Metrics;
     /** Replaces the registry's checks (tests). */
     checks?: Check[];
-    /** The sanitizer (メール無害化); without one, mail for sanitizing tenants is held. Closed on stop. */
-    sanitizer?: Sanitizer;
-    /** Records the originals of sanitized messages as kept. */
-    quarantine?: OriginalKeeper;
+    /**
+     * The sanitizer (メール無害化): by default the real one when a tenant sanitizes; `null` for none (mail for
+     * sanitizing tenants is then held). Closed on stop.
+     */
+    sanitizer?: Sanitizer | null;
+    /** Records held messages and sanitized originals; by default in the stores' QuarantineStore. */
+    quarantine?: QuarantineKeeper;
     /** Replaces the list of stages (tests). */
     stages?: readonly AnyStage[];
   },
@@ -94,16 +104,21 @@ export async function startWorker(
   const pipeline = createPipeline(config, opts.redisUrl, opts.stages);
   const deliverer = opts.deliverer ?? new SmtpDeliverer(config.delivery, config.hostname);
   const checks = opts.checks ?? createChecks(config, requireEngines(opts.engines), opts.log);
+  const tenants = new TenantIndex(config.tenants);
+  const { store, meta, quarantine } = opts.stores;
+  const sanitizer =
+    opts.sanitizer === null ? undefined : (opts.sanitizer ?? (config.tenants.some((t) => t.sanitize !== false) ? new MessageSanitizer(config, opts.log) : undefined));
+  const retention = new RetentionSweeper({ quarantine, meta, store, log: opts.log });
   const workers = new StageWorkers({
     config,
-    tenants: new TenantIndex(config.tenants),
+    tenants,
     store: opts.stores.store,
     meta: opts.stores.meta,
     pipeline,
     checks,
     deliverer,
-    sanitizer: opts.sanitizer,
-    quarantine: opts.quarantine,
+    sanitizer,
+    quarantine: opts.quarantine ?? new StoreQuarantineKeeper({ store: quarantine, meta, config, tenants }),
     routeHealth: new RouteHealth(),
     scanMemory: new ByteBudget(config.queue.scanMemoryBytes),
     log: opts.log,
@@ -114,15 +129,17 @@ export async function startWorker(
   if (recovered) opts.log.info({ unfinished: recovered }, 'recovered unfinished messages from the spool');
   workers.start();
   reconciler.start();
+  retention.start(config.quarantine.sweepIntervalMs);
   return {
     pipeline,
     reconciler,
     metrics,
     async stop() {
       await reconciler.stop();
+      await retention.stop();
       await workers.close();
       for (const c of checks) await c.close?.();
-      await opts.sanitizer?.close();
+      await sanitizer?.close();
       await deliverer.close();
       await pipeline.close();
     },

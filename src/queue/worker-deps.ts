@@ -8,18 +8,10 @@ import type { Sanitizer } from '../sanitize/sanitizer.ts';
 import type { Check } from '../scan/check.ts';
 import type { MessageStore } from '../spool/message-store.ts';
 import type { MetaStore } from '../spool/meta-store.ts';
+import type { QuarantineKeeper } from '../quarantine/keeper.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { ByteBudget } from './byte-budget.ts';
 import type { RouteHealth } from './route-health.ts';
-
-/**
- * Where the original of a sanitized message is recorded as kept (the quarantine). Called by the sanitize stage
- * once the tenant's sanitized copy is durable and before it is handed to delivery, again on every re-run of that
- * job: it must be idempotent. The original stays in the spool whatever it does (see keepsOriginal in plan.ts).
- */
-export interface OriginalKeeper {
-  holdOriginal(mid: string, tenantId: string, reasons: readonly string[]): Promise<void>;
-}
 
 export interface WorkerDeps {
   config: Config;
@@ -32,8 +24,11 @@ export interface WorkerDeps {
   deliverer: Deliverer;
   /** The sanitizer (メール無害化); without one, mail for a sanitizing tenant is held, never delivered unsanitized. */
   sanitizer?: Sanitizer;
-  /** Records the original of each sanitized message as kept (the quarantine); optional until it exists. */
-  quarantine?: OriginalKeeper;
+  /**
+   * Records every original of a sanitized message and every message held back from delivery in the quarantine
+   * (idempotent: re-run jobs call it again). Tests that do not look at the quarantine may leave it out.
+   */
+  quarantine?: QuarantineKeeper;
   /** Routes that answered lately: where the scan stage makes the first delivery attempt itself. */
   routeHealth: RouteHealth;
   /** Bytes of messages the scan and sanitize stages hold in memory (queue.scanMemoryBytes). */

@@ -16,7 +16,7 @@ import { createMimeStructureCheck } from '../../src/scan/checks/mime-structure.t
 import type { ScanEngines } from '../../src/scan/registry.ts';
 import type { Deliverer } from '../../src/delivery/delivery.ts';
 import type { AnyStage } from '../../src/queue/stage.ts';
-import type { OriginalKeeper } from '../../src/queue/worker-deps.ts';
+import type { QuarantineKeeper } from '../../src/quarantine/keeper.ts';
 import type { Sanitizer } from '../../src/sanitize/sanitizer.ts';
 import { testRedisUrl, uniquePrefix } from './redis.ts';
 import { SmtpSink } from './smtp-sink.ts';
@@ -31,10 +31,10 @@ export interface HarnessOptions {
   checks?: Check[];
   engines?: ScanEngines;
   deliverer?: Deliverer;
-  /** The worker's sanitizer; without one, mail for sanitizing tenants is held. */
-  sanitizer?: Sanitizer;
+  /** The worker's sanitizer: by default the real one when a tenant sanitizes; null for none (such mail is held). */
+  sanitizer?: Sanitizer | null;
   /** Records the originals of sanitized messages as kept. */
-  quarantine?: OriginalKeeper;
+  quarantine?: QuarantineKeeper;
   /** Replaces the list of stages of the worker (the ingress always uses the real list). */
   stages?: readonly AnyStage[];
   /** Keys merged into a base tenant's config, by tenant id (`{ 'town-b': { sanitize: true } }`). */

@@ -149,6 +149,7 @@ describe('relay', () => {
     let failWrites = true;
     h = await Harness.start({
       wrapStores: (s: Stores) => ({
+        ...s,
         meta: s.meta,
         store: override(s.store, {
           write: async (id: string, src: Readable) => {
@@ -171,6 +172,7 @@ describe('relay', () => {
   it('answers 451 and leaves no spooled message when the metadata row cannot be written', async () => {
     h = await Harness.start({
       wrapStores: (s: Stores) => ({
+        ...s,
         store: s.store,
         meta: override(s.meta, {
           insertMessage: async () => {
@@ -275,6 +277,7 @@ describe('relay', () => {
   it('moves a message whose processing keeps crashing to the failed hold after queue.maxAttempts', async () => {
     h = await Harness.start({
       wrapStores: (s: Stores) => ({
+        ...s,
         meta: s.meta,
         store: override(s.store, {
           read: async () => {

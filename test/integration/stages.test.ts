@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { composeMessage } from '../../src/mime/compose.ts';
 import type { AnyStage } from '../../src/queue/stage.ts';
 import { stages } from '../../src/queue/stages.ts';
-import type { OriginalKeeper } from '../../src/queue/worker-deps.ts';
+import type { QuarantineKeeper } from '../../src/quarantine/keeper.ts';
 import type { SanitizeRequest, Sanitizer } from '../../src/sanitize/sanitizer.ts';
 import { Harness, queuedId } from '../helpers/harness.ts';
 import { newMessage } from '../helpers/new-message.ts';
@@ -42,10 +42,10 @@ class TextSanitizer implements Sanitizer {
   async close() {}
 }
 
-class KeptOriginals implements OriginalKeeper {
-  readonly kept: [string, string, readonly string[]][] = [];
-  async holdOriginal(mid: string, tenantId: string, reasons: readonly string[]) {
-    this.kept.push([mid, tenantId, reasons]);
+class KeptOriginals implements QuarantineKeeper {
+  readonly kept: [string, string, string, readonly string[]][] = [];
+  async keep(mid: string, tenantId: string, kind: string, reasons: readonly string[]) {
+    this.kept.push([mid, tenantId, kind, reasons]);
   }
 }
 
@@ -107,7 +107,7 @@ describe('the sanitize stage', () => {
 
     expect(sanitizer.calls.map((c) => [c.mid, c.tenant.id, c.recipients])).toEqual([[mid, 'town-b', ['v@town-b.example.lg.jp']]]);
     expect(sanitizer.calls[0]!.verdict.decisions['town-b']?.action).toBe('sanitize');
-    expect(quarantine.kept).toEqual([[mid, 'town-b', ['tenant town-b sanitizes every message']]]);
+    expect(quarantine.kept).toEqual([[mid, 'town-b', 'original', ['tenant town-b sanitizes every message']]]);
     // The original stays (the quarantine's copy); the sanitized copy is in the spool under the tenant's key.
     expect((await h.stores.store.read(mid)).toString('latin1')).toContain(SECRET);
     expect(await h.stores.store.exists(mid, { sanitized: 'town-b' })).toBe(true);
@@ -132,7 +132,7 @@ describe('the sanitize stage', () => {
   });
 
   it('holds mail for a sanitizing tenant when no sanitizer is configured', async () => {
-    h = await Harness.start({ tenantOptions: { 'town-b': { sanitize: true } } });
+    h = await Harness.start({ sanitizer: null, tenantOptions: { 'town-b': { sanitize: true } } });
     const mid = queuedId(await sendRaw(h.port, 's@example.net', ['v@town-b.example.lg.jp'], simpleMessage({ body: SECRET })));
     await h.waitForState(mid, (s, m) => m === 'done' && s[0] === 'quarantined');
     expect(h.sinks.b.messages).toHaveLength(0);

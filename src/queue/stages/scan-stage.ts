@@ -193,6 +193,13 @@ async function scanAndDecide(
     metrics.actions.inc({ action: p.action, tenant: p.tenantId });
     if (p.state === 'quarantined') metrics.deliveries.inc({ outcome: 'quarantined', tenant: p.tenantId }, p.recipients.length);
   }
+  // The quarantine records first: a crash before the update below scans again and records the same hold again
+  // (idempotent); the other order could leave held bytes that no record knows of.
+  const held = plans.filter((p) => p.state === 'quarantined');
+  if (deps.quarantine && held.length) {
+    await meta.updateMessage(mid, { verdict: record }); // the record lists the verdict's symbols
+    for (const p of held) await deps.quarantine.keep(mid, p.tenantId, 'held', p.response ? [p.response] : []);
+  }
   await meta.update(mid, { recipients: patches, message: { state: 'delivering', verdict: record, lastError: null } });
   log.info({ symbols: verdict.symbols.map((s) => s.name), actions: Object.fromEntries(plans.map((p) => [p.tenantId, p.action])) }, 'scanned');
   // While an SMTP session waits for this verdict, the job ends here and delivery is a job of its own; otherwise

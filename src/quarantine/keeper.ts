@@ -1,0 +1,57 @@
+/**
+ * Turns "these bytes are kept for this tenant" into a quarantine record: who the message was for, what the
+ * verdict said, why it is kept and until when (the tenant's retention). The pipeline calls it for every original of
+ * a sanitized message and every message it holds back from delivery; it is idempotent, so a re-run job may call
+ * it again.
+ */
+import type { Config } from '../config/schema.ts';
+import type { TenantIndex } from '../config/tenants.ts';
+import type { MetaStore } from '../spool/meta-store.ts';
+import type { QuarantineKind, QuarantineStore } from './quarantine-store.ts';
+
+const DAY_MS = 24 * 3_600_000;
+
+/** What the pipeline needs of the quarantine (WorkerDeps.quarantine). */
+export interface QuarantineKeeper {
+  keep(mid: string, tenantId: string, kind: QuarantineKind, reasons: readonly string[]): Promise<void>;
+}
+
+/** When a tenant's quarantined message (or sanitized original) expires. */
+export function retentionDeadline(config: Config, tenantRetentionDays: number | undefined, from: number): number {
+  return from + (tenantRetentionDays ?? config.quarantine.retentionDays) * DAY_MS;
+}
+
+export class StoreQuarantineKeeper implements QuarantineKeeper {
+  readonly #store: QuarantineStore;
+  readonly #meta: MetaStore;
+  readonly #config: Config;
+  readonly #tenants: TenantIndex;
+  readonly #now: () => number;
+
+  constructor(deps: { store: QuarantineStore; meta: MetaStore; config: Config; tenants: TenantIndex; now?: () => number }) {
+    this.#store = deps.store;
+    this.#meta = deps.meta;
+    this.#config = deps.config;
+    this.#tenants = deps.tenants;
+    this.#now = deps.now ?? Date.now;
+  }
+
+  async keep(mid: string, tenantId: string, kind: QuarantineKind, reasons: readonly string[]): Promise<void> {
+    const msg = await this.#meta.getMessage(mid);
+    if (!msg) throw new Error(`cannot quarantine ${mid}: no such message`);
+    const recipients = (await this.#meta.getRecipients(mid)).filter((r) => r.tenantId === tenantId).map((r) => r.address);
+    const now = this.#now();
+    await this.#store.hold({
+      messageId: mid,
+      tenantId,
+      kind,
+      recipients,
+      mailFrom: msg.mailFrom,
+      subject: msg.subject,
+      symbols: [...(msg.verdict?.symbols.map((s) => s.name) ?? []), ...(msg.verdict?.unlistedSymbols?.map((s) => s.name) ?? [])],
+      reasons: [...reasons],
+      createdAt: now,
+      expiresAt: retentionDeadline(this.#config, this.#tenants.byId(tenantId)?.quarantineRetentionDays, now),
+    });
+  }
+}
