@@ -1,4 +1,7 @@
-/** The configuration `npm start` runs with when no config file is given: one demo tenant, a local demo mailbox. */
+/**
+ * The configuration `npm start` runs with when no config file is given: two demo tenants — デモ市 gets mail as it
+ * came, デモ町 sanitized (メール無害化) — both delivering into a local demo mailbox.
+ */
 export const DEMO_MAILBOX_LISTEN = '127.0.0.1:2526';
 
 export const demoConfig = {
@@ -13,6 +16,13 @@ export const demoConfig = {
       domains: ['city.example.lg.jp'],
       deliverTo: `smtp://${DEMO_MAILBOX_LISTEN}`,
       sanitize: false,
+    },
+    {
+      id: 'town',
+      name: 'デモ町',
+      domains: ['town.example.lg.jp'],
+      deliverTo: `smtp://${DEMO_MAILBOX_LISTEN}`,
+      sanitize: true,
     },
   ],
 };

@@ -106,7 +106,7 @@ export class MessageSanitizer implements Sanitizer {
     const summary = r.items.map((i) =>
       i.outcome.kind === 'converted' ? `${i.name}: ${i.outcome.detail} → ${i.outcome.files.join(', ')}` : `${i.name}: removed (${i.outcome.reason}: ${i.outcome.detail})`,
     );
-    req.log.info({ tenant: req.tenant.id, parts: summary, body: r.bodyActions, ms: Math.round(performance.now() - started) }, 'sanitized');
+    req.log.info({ tenant: req.tenant.id, body: r.bodyActions, ms: Math.round(performance.now() - started) }, 'sanitized');
     return { message: r.message, summary, header: r.header };
   }
 

@@ -169,7 +169,7 @@ describe('a valid configuration', () => {
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     expect(r.config.dataDir).toBe(path.resolve('var'));
-    expect(r.config.tenants.map((t) => t.id)).toEqual(['city']);
+    expect(r.config.tenants.map((t) => t.id)).toEqual(['city', 'town']);
     expect(isDeepFrozen(r.config)).toBe(true);
   });
 
