@@ -47,6 +47,12 @@ export function createMetrics(role: string) {
       buckets: LATENCY_BUCKETS_S,
       registers: [registry],
     }),
+    sanitizedParts: new Counter({
+      name: 'sekisho_sanitized_parts_total',
+      help: 'Attachments of sanitized messages: converted, or removed with the reason (encrypted, executable, timeout…)',
+      labelNames: ['tenant', 'outcome', 'reason'],
+      registers: [registry],
+    }),
     failedHold: new Counter({ name: 'sekisho_messages_failed_total', help: 'Messages moved to the failed hold after maxAttempts', registers: [registry] }),
   };
 }

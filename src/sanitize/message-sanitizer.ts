@@ -107,7 +107,8 @@ export class MessageSanitizer implements Sanitizer {
       i.outcome.kind === 'converted' ? `${i.name}: ${i.outcome.detail} → ${i.outcome.files.join(', ')}` : `${i.name}: removed (${i.outcome.reason}: ${i.outcome.detail})`,
     );
     req.log.info({ tenant: req.tenant.id, body: r.bodyActions, ms: Math.round(performance.now() - started) }, 'sanitized');
-    return { message: r.message, summary, header: r.header };
+    const parts = r.items.map((i) => (i.outcome.kind === 'converted' ? { outcome: 'converted' as const } : { outcome: 'removed' as const, reason: i.outcome.reason }));
+    return { message: r.message, summary, header: r.header, parts };
   }
 
   async close(): Promise<void> {

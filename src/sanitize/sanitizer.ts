@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { TenantConfig } from '../config/schema.ts';
 import type { StoredVerdict } from '../spool/stored-verdict.ts';
+import type { RemovalReason } from './types.ts';
 
 export interface SanitizeRequest {
   mid: string;
@@ -24,6 +25,8 @@ export interface SanitizeResult {
   summary: string[];
   /** The X-Sekisho-Sanitized value, added in front of the message by the stage. */
   header: string;
+  /** Each attachment's outcome, for the metrics: converted, or removed with its reason. */
+  parts: { outcome: 'converted' | 'removed'; reason?: RemovalReason }[];
 }
 
 export interface Sanitizer {

@@ -130,6 +130,10 @@ describe('sanitization in the pipeline', () => {
     expect(report.includes(Buffer.from('/Font'))).toBe(false);
     expect(report.includes(Buffer.from(JAPANESE_SENTENCE))).toBe(false);
 
+    const counted = await h.worker!.metrics.sanitizedParts.get();
+    const n = (outcome: string, reason: string) => counted.values.find((v) => v.labels.outcome === outcome && v.labels.reason === reason)?.value;
+    expect([n('converted', ''), n('removed', 'encrypted'), n('removed', 'executable')]).toEqual([3, 1, 1]);
+
     // The original is kept, unchanged, under a quarantine record with the tenant's retention deadline.
     expect((await h.stores.store.read(mid)).includes(raw.subarray(raw.indexOf('Content-Type: multipart/mixed')))).toBe(true);
     const rec = await h.stores.quarantine.get(mid, 'town-b');

@@ -37,7 +37,7 @@ class TextSanitizer implements Sanitizer {
       contentType: 'text/plain; charset=utf-8',
       body: `sanitized for ${req.tenant.id}`,
     });
-    return { message, summary: ['body: text only'], header: 'text; parts=1' };
+    return { message, summary: ['body: text only'], header: 'text; parts=1', parts: [] };
   }
   async close() {}
 }

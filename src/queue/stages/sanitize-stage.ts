@@ -62,6 +62,7 @@ async function makeCopy(deps: WorkerDeps, msg: MessageRecord, route: string, min
     const header = Buffer.from(encodeHeader({ name: 'X-Sekisho-Sanitized', value: result.header }), 'utf8');
     await store.write(msg.id, Readable.from([header, result.message]), { kind });
     metrics.stageSeconds.observe({ stage: 'sanitize' }, (performance.now() - started) / 1000);
+    for (const p of result.parts) metrics.sanitizedParts.inc({ tenant: route, outcome: p.outcome, reason: p.reason ?? '' });
     log.info({ parts: result.summary, size: result.message.length }, 'sanitized copy stored');
   } finally {
     release();
