@@ -4,6 +4,7 @@
  * (Office, ODF, RTF → PDF, in its own network namespace), started on the first document that needs it.
  * Untrusted bytes are parsed there, never in this process beyond the MIME split and the true-type sniffing.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config, SanitizeOptions, TenantConfig } from '../config/schema.ts';
@@ -30,6 +31,10 @@ export function sanitizeOptionsOf(tenant: TenantConfig): SanitizeOptions | null 
   return tenant.sanitize === true ? sanitizeOptionsSchema.parse({}) : tenant.sanitize;
 }
 
+/** What the resident LibreOffice needs (src/sanitize/uno-convert.py starts it through Debian's python3-uno). */
+const SOFFICE_BIN = '/usr/lib/libreoffice/program/soffice.bin';
+const PYTHON_UNO = '/usr/lib/python3/dist-packages/uno.py';
+
 export class MessageSanitizer implements Sanitizer {
   readonly #config: Config;
   readonly #pool: ConverterPool;
@@ -50,6 +55,12 @@ export class MessageSanitizer implements Sanitizer {
       isolateNetwork: isolate,
       log: log.child({ component: 'converter-pool' }),
     });
+    if (!existsSync(SOFFICE_BIN) || !existsSync(PYTHON_UNO)) {
+      log.error(
+        { soffice: SOFFICE_BIN },
+        'LibreOffice (with python3-uno) is not installed: Office documents will be removed from sanitized mail. Install libreoffice-writer-nogui, libreoffice-calc-nogui, libreoffice-impress-nogui, python3-uno and fonts-noto-cjk (scripts/ensure-deps.sh does)',
+      );
+    }
     this.#office = new LibreOfficeConverter({
       workDir: path.join(config.dataDir, 'libreoffice', String(process.pid)),
       timeoutMs: s.libreoffice.timeoutMs,

@@ -3,11 +3,12 @@
  * (attachments as PDF or images; archives repacked, attached one by one or removed), every part type the pipeline
  * test does not show, and the headers of the rebuilt message.
  */
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { simpleParser, type ParsedMail } from 'mailparser';
-import { PDFDocument } from 'pdf-lib';
+import { PDFDict, PDFDocument, PDFName } from 'pdf-lib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yauzl from 'yauzl';
@@ -79,6 +80,16 @@ function zipEntries(data: Buffer): Promise<Map<string, Buffer>> {
       zip.on('end', () => resolve(out));
       zip.readEntry();
     });
+  });
+}
+
+/** Page 1 of a PDF as a PNG (poppler's pdftoppm: a second, independent renderer). */
+function pageImage(pdf: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const p = execFile('pdftoppm', ['-r', '30', '-f', '1', '-l', '1', '-png', '-'], { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 }, (err, stdout) =>
+      err ? reject(err) : resolve(stdout),
+    );
+    p.stdin?.end(pdf);
   });
 }
 
@@ -185,6 +196,28 @@ describe('MessageSanitizer', () => {
     expect(names).toEqual(['attached-message-3.txt', 'attachment-1.png']);
     expect(m.attachments.find((a) => a.filename === 'attached-message-3.txt')!.content.toString('utf8')).toContain('転送された本文です。');
   });
+
+  it.each(['docx', 'xlsx', 'pptx', 'rtf', 'odt', 'doc', 'xls', 'ppt', 'ods', 'odp'] as const)(
+    'rebuilds a Japanese %s into a PDF of page images: the expected pages, ink on each, no fonts, no text, no active content',
+    async (kind) => {
+      const m = await run(buildMail({ attachments: [att(`文書.${kind}`, readFileSync(docs[kind].path))] }));
+      const out = m.attachments[0]!;
+      expect(out.filename).toBe(`文書.${kind}.pdf`);
+      const doc = await PDFDocument.load(out.content);
+      expect(doc.getPageCount()).toBe(docs[kind].pages);
+      for (const bad of ['/Font', '/JavaScript', '/JS', '/OpenAction', '/AA', '/Annots', '/EmbeddedFile', '/AcroForm', '/URI', 'BT']) {
+        expect(out.content.includes(Buffer.from(bad)), `${kind}: ${bad}`).toBe(false);
+      }
+      // Every page is an image with ink on it (not a blank render): its first image is not one flat colour.
+      for (const page of doc.getPages()) {
+        const xobjects = page.node.Resources()?.lookup(PDFName.of('XObject'), PDFDict);
+        expect(xobjects?.keys().length, `${kind}: one image per page`).toBe(1);
+      }
+      const png = await pageImage(out.content);
+      const { channels } = await sharp(png).stats();
+      expect(Math.min(...channels.map((c) => c.min)), `${kind}: dark pixels on page 1`).toBeLessThan(128);
+    },
+  );
 
   it('removes a password-protected Office document and an Office file LibreOffice cannot open, with the reasons', async () => {
     const m = await run(
