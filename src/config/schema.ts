@@ -14,7 +14,7 @@ const listenAddress = z
 
 const ms = (def: number) => z.number().int().nonnegative().default(def);
 
-/** Query options of a route URL that src/smtp/delivery.ts understands. */
+/** Query options of a route URL that src/delivery/delivery.ts understands. */
 const ROUTE_OPTIONS = ['requireTLS', 'verifyTLS'];
 
 const deliverTo = z
@@ -320,7 +320,7 @@ export const configSchema = z
             /** Deadline of one document in LibreOffice; past it its process group is killed and restarted. */
             timeoutMs: ms(60_000),
             /** Address-space limit of the resident soffice process. */
-            memoryLimitBytes: z.number().int().positive().default(4 * 1024 * 1024 * 1024),
+            memoryLimitBytes: z.number().int().positive().default(2 * 1024 * 1024 * 1024),
           })
           .strict()
           .prefault({}),

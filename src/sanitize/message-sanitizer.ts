@@ -2,7 +2,8 @@
  * The sanitizer of a worker process: sanitizeMessage() wired to real converters — a pool of converter child
  * processes (images, PDFs, text; per-job deadline, memory limit, concurrency limit) and one resident LibreOffice
  * (Office, ODF, RTF → PDF, in its own network namespace), started on the first document that needs it.
- * Untrusted bytes are parsed there, never in this process beyond the MIME split and the true-type sniffing.
+ * Untrusted bytes are rendered and decoded there; this process only splits the MIME structure, sniffs true types and
+ * encryption headers, and reads zip directories and inflates entries within the archive limits (as the scan does).
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';

@@ -120,17 +120,23 @@ function asRemoval(err: unknown, signal: AbortSignal): PartResult {
 
 class MessageSanitizerRun {
   readonly #in: SanitizeMessageInput;
+  /** Archives being opened, outermost first: the path of an entry in the notice (`資料.zip › 内部.zip › a.exe`). */
+  readonly #archivePath: string[] = [];
+  /** Entries removed from archives that were delivered (repacked or one by one): listed in the notice too. */
+  readonly removedEntries: NoticeItem[] = [];
 
   constructor(input: SanitizeMessageInput) {
     this.#in = input;
   }
 
   /** One attachment (or archive entry) by its true type. Recurses into zips up to the archive limits. */
-  async convert(name: string, data: Buffer, charset: string | null, depth: number): Promise<PartResult> {
+  async convert(name: string, data: Buffer, hints: { charset: string | null; contentType: string | null }, depth: number): Promise<PartResult> {
     const { converters: c, signal } = this.#in;
+    const { charset } = hints;
     let type: TypeInfo;
     try {
-      type = await detectType(data, { filename: name });
+      // The name and Content-Type only narrow text (to CSV, a script, HTML); they never make binary data text.
+      type = await detectType(data, { filename: name, contentType: hints.contentType });
       const enc = findEncryption(data, type.type);
       if (enc && enc.kind !== 'archive-unopenable') return removed('encrypted', enc.detail);
     } catch (err) {
@@ -193,15 +199,26 @@ class MessageSanitizerRun {
     const { options, archiveLimits, signal } = this.#in;
     if (type.type !== 'zip') return removed('unsupported-type', `${type.type} archives cannot be opened and checked here`);
     if (options.archives === 'remove') return removed('unsupported-type', 'archives are removed by this tenant’s policy');
-    const r = await sanitizeZip(data, {
-      filename: name,
-      mode: options.archives === 'individual' ? 'individual' : 'repack',
-      limits: archiveLimits,
-      depth,
-      signal,
-      convertEntry: (entryName, entryData, entryDepth) => this.convert(entryName, entryData, null, entryDepth),
-    });
-    return r.result;
+    this.#archivePath.push(name);
+    try {
+      const r = await sanitizeZip(data, {
+        filename: name,
+        mode: options.archives === 'individual' ? 'individual' : 'repack',
+        limits: archiveLimits,
+        depth,
+        signal,
+        convertEntry: (entryName, entryData, entryDepth) => this.convert(entryName, entryData, { charset: null, contentType: null }, entryDepth),
+      });
+      // What was taken out of an archive that is delivered must be as visible as a removed attachment.
+      if (r.result.kind === 'converted') {
+        for (const e of r.entries) {
+          if (e.result.kind === 'removed') this.removedEntries.push({ name: [...this.#archivePath, e.path].join(' › '), outcome: e.result });
+        }
+      }
+      return r.result;
+    } finally {
+      this.#archivePath.pop();
+    }
   }
 }
 
@@ -269,8 +286,9 @@ export async function sanitizeMessage(input: SanitizeMessageInput): Promise<Sani
   // One at a time: the converters have their own concurrency limit, and a message's parts share it with others.
   for (const [i, p] of attachments.entries()) {
     const name = partName(p, i);
-    record(name, await run.convert(name, p.content, p.charset, 1));
+    record(name, await run.convert(name, p.content, { charset: p.charset, contentType: p.contentType }, 1));
   }
+  items.push(...run.removedEntries);
 
   const notice = renderNotice({
     items,

@@ -14,7 +14,7 @@ export interface SanitizeRequest {
   tenant: TenantConfig;
   recipients: string[];
   verdict: StoredVerdict;
-  /** Aborted at sanitize.messageTimeoutMs or on shutdown. */
+  /** Aborted at sanitize.messageTimeoutMs. */
   signal: AbortSignal;
   log: Logger;
 }

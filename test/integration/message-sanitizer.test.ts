@@ -141,15 +141,24 @@ describe('MessageSanitizer', () => {
     expect(entries.get('メモ.txt')!.toString('utf8')).toBe('予定表です');
     expect(entries.get('_sekisho-removed.txt')!.toString('utf8')).toContain('setup.exe');
     expect((await PDFDocument.load(entries.get('報告書.docx.pdf')!)).getPageCount()).toBe(docs.docx.pages);
+    // What was taken out of a delivered archive is in the notice too, not only in the list inside the zip.
+    expect(m.text).toContain('・資料.zip › setup.exe → 削除：実行ファイル');
   });
 
   it('attaches the converted entries one by one with archives: individual, and removes archives with archives: remove', async () => {
-    const zip = buildZip([deflateMember('a.jpg', await photo()), deflateMember('b.txt', Buffer.from('hello'))]);
+    const exe = Buffer.from(`MZ${'\0'.repeat(300)}`, 'latin1');
+    const zip = buildZip([deflateMember('a.jpg', await photo()), deflateMember('b.txt', Buffer.from('hello')), deflateMember('c.exe', exe)]);
     const one = await run(buildMail({ attachments: [att('x.zip', zip)] }), tenant({ attachmentsAs: 'pdf', archives: 'individual', dpi: 150 }));
     expect(one.attachments.map((a) => a.filename).sort()).toEqual(['a.jpg.jpg', 'b.txt']);
+    expect(one.text).toContain('・x.zip › c.exe → 削除：実行ファイル');
     const none = await run(buildMail({ attachments: [att('x.zip', zip)] }), tenant({ attachmentsAs: 'pdf', archives: 'remove', dpi: 150 }));
     expect(none.attachments).toHaveLength(0);
     expect(none.text).toContain('x.zip → 削除');
+  });
+
+  it('treats a part sent as text/csv as CSV whatever its name', async () => {
+    const m = await run(buildMail({ attachments: [att('export', Buffer.from('a,b\r\n1,=1+1\r\n'), 'text/csv')] }));
+    expect(m.attachments[0]!.content.toString('utf8')).toContain(`'=1+1`);
   });
 
   it('re-encodes a Shift_JIS CSV to UTF-8 and neutralises its formulas', async () => {
