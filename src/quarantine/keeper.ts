@@ -7,13 +7,15 @@
 import type { Config } from '../config/schema.ts';
 import type { TenantIndex } from '../config/tenants.ts';
 import type { MetaStore } from '../spool/meta-store.ts';
-import type { QuarantineKind, QuarantineStore } from './quarantine-store.ts';
+import { liveQuarantineStates, type QuarantineKind, type QuarantineStore } from './quarantine-store.ts';
 
 const DAY_MS = 24 * 3_600_000;
 
 /** What the pipeline needs of the quarantine (WorkerDeps.quarantine). */
 export interface QuarantineKeeper {
   keep(mid: string, tenantId: string, kind: QuarantineKind, reasons: readonly string[]): Promise<void>;
+  /** Whether a live record (held, or in the release workflow) still needs the message's bytes. */
+  holds(mid: string): Promise<boolean>;
 }
 
 /** When a tenant's quarantined message (or sanitized original) expires. */
@@ -34,6 +36,10 @@ export class StoreQuarantineKeeper implements QuarantineKeeper {
     this.#config = deps.config;
     this.#tenants = deps.tenants;
     this.#now = deps.now ?? Date.now;
+  }
+
+  async holds(mid: string): Promise<boolean> {
+    return (await this.#store.ofMessage(mid)).some((r) => liveQuarantineStates.includes(r.state));
   }
 
   async keep(mid: string, tenantId: string, kind: QuarantineKind, reasons: readonly string[]): Promise<void> {

@@ -1,14 +1,14 @@
 /**
  * Closing a message: once every recipient is in a final state the message becomes `done`, its summary line is
  * logged (STYLE rule 9), and its bytes leave the spool unless the plan keeps the original (a recipient's copy is
- * held in quarantine, or a sanitized copy went out in its place).
+ * held in quarantine, or a sanitized copy went out in its place) and a live quarantine record still holds it.
  */
 import type { Logger } from 'pino';
 import { keepsOriginal } from '../policy/plan.ts';
 import { isOpenRecipient } from '../spool/meta-store.ts';
 import type { WorkerDeps } from './worker-deps.ts';
 
-export async function finalizeIfDone(deps: Pick<WorkerDeps, 'meta' | 'store'>, mid: string, log: Logger): Promise<boolean> {
+export async function finalizeIfDone(deps: Pick<WorkerDeps, 'meta' | 'store' | 'quarantine'>, mid: string, log: Logger): Promise<boolean> {
   const msg = await deps.meta.getMessage(mid);
   if (!msg || msg.state !== 'delivering') return false;
   const rcpts = await deps.meta.getRecipients(mid);
@@ -16,7 +16,10 @@ export async function finalizeIfDone(deps: Pick<WorkerDeps, 'meta' | 'store'>, m
   // Durable before the spool file goes: a power cut must not bring back a `delivering` record without its bytes.
   await deps.meta.update(mid, { message: { state: 'done' }, durable: true });
   const count = (s: string) => rcpts.filter((r) => r.state === s).length;
-  if (!keepsOriginal(rcpts)) await deps.store.delete(mid);
+  // Kept only while a quarantine record still needs it: one that expired (or was released) before the message was
+  // done — another tenant's delivery retried for days — would otherwise leave bytes nothing ever removes.
+  const keep = keepsOriginal(rcpts) && (deps.quarantine ? await deps.quarantine.holds(mid) : true);
+  if (!keep) await deps.store.delete(mid);
   log.info(
     {
       summary: true,

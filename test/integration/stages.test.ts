@@ -47,6 +47,9 @@ class KeptOriginals implements QuarantineKeeper {
   async keep(mid: string, tenantId: string, kind: string, reasons: readonly string[]) {
     this.kept.push([mid, tenantId, kind, reasons]);
   }
+  async holds(mid: string) {
+    return this.kept.some(([m]) => m === mid);
+  }
 }
 
 const SECRET = 'ORIGINAL-BODY-7f3a';
