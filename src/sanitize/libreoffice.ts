@@ -3,14 +3,20 @@
  * python3-uno bridge (uno-convert.py) run as one detached process group, with their own profile, no network (a
  * network namespace, as root, and a dead proxy in its profile), a memory rlimit, and a hard per-document deadline
  * past which the whole group is killed and started again. One document at a time per instance; calls queue.
+ * As root, the group runs as the unprivileged account `nobody`, no supplementary groups, in a private run directory
+ * it can reach: a document that links `file:///root/…` or the spool gets nothing (the proxy and the namespace stop
+ * remote links; only the file permissions stop local ones). What is world-readable stays readable to it.
  *
- * The rule not to break: nothing from the mail reaches a command line or a path. The bytes are written to
- * `<workDir>/in/<random>.<ext>` with `ext` from an allow-list, and the bridge gets only paths we chose.
+ * The rules not to break: nothing from the mail reaches a command line or a path (the bytes are written to
+ * `<run>/in/<random>.<ext>` with `ext` from an allow-list, and the bridge gets only paths we chose); and as root,
+ * nothing in the directories the account owns is followed (its output is opened with O_NOFOLLOW, its files are
+ * deleted as the account).
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { mkdir, readdir, readFile, readlink, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { constants as fsConstants, rmSync } from 'node:fs';
+import { chmod, chown, copyFile, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, rmdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -18,7 +24,11 @@ import type { Logger } from 'pino';
 import { ConversionError } from './types.ts';
 
 export interface LibreOfficeOptions {
-  /** Directory for the profile and temp files (created; one profile per instance). */
+  /**
+   * Directory for the profile and temp files (created; one profile per instance). Not used as root: the account
+   * the group runs as could not enter it (it is under the 0700 data directory); a private directory under
+   * os.tmpdir() is made instead, and removed on stop.
+   */
   workDir: string;
   /** Hard deadline of one document; past it the whole process group is killed and the instance restarted. */
   timeoutMs?: number;
@@ -47,12 +57,28 @@ const STDERR_TAIL_LINES = 20;
 
 const PYTHON = '/usr/bin/python3';
 const UNSHARE = '/usr/bin/unshare';
+/** util-linux's setpriv: drops to the account (and clears groups, capabilities, new privileges), then execs. */
+const SETPRIV = '/usr/bin/setpriv';
+/** The account the group runs as when Sekisho runs as root (Debian's, 65534:65534, owns no files). */
+const OFFICE_ACCOUNT = 'nobody';
+const PASSWD_FILE = '/etc/passwd';
+/** Prefix of the private run directory made under os.tmpdir() as root. */
+const RUN_PREFIX = 'sekisho-lo-';
 /** Where LibreOffice's UNO pipes live (osl, fixed path; not TMPDIR). */
 const OSL_PIPE_PREFIX = '/tmp/OSL_PIPE_';
+/** The bridge script; copied into the run directory, since the account may not be able to enter the checkout. */
 const BRIDGE = fileURLToPath(new URL('./uno-convert.py', import.meta.url));
+const BRIDGE_NAME = 'uno-convert.py';
 
-/** Under workDir: soffice's profile, our input and output files, soffice's TMPDIR and HOME. */
+/** Under the run directory: soffice's profile, our input and output files, soffice's TMPDIR and HOME. */
 const WORK_SUBDIRS = ['profile', 'in', 'out', 'tmp', 'home'] as const;
+
+/** An unprivileged account from /etc/passwd. */
+interface Account {
+  name: string;
+  uid: number;
+  gid: number;
+}
 
 /** True-type extensions handed to LibreOffice (the extension steers its type detection). */
 const OFFICE_EXTENSIONS: ReadonlySet<string> = new Set([
@@ -99,6 +125,10 @@ export class LibreOfficeConverter {
   readonly #isolateNetwork: boolean;
   readonly #log: Logger | undefined;
   readonly #pipeName = `sekisho-lo-${randomBytes(8).toString('hex')}`;
+  /** Set as root: the account the group runs as (looked up at the first start). */
+  #account: Account | undefined;
+  /** Where the profile and the documents live while started: workDir, or (as root) a private one in os.tmpdir(). */
+  #runDir: string | undefined;
   #instance: Instance | undefined;
   #starting: Promise<Instance> | undefined;
   #queue: Promise<unknown> = Promise.resolve();
@@ -116,6 +146,11 @@ export class LibreOfficeConverter {
 
   get restarts(): number {
     return this.#restarts;
+  }
+
+  /** The run directory (profile, in, out, tmp, home, the bridge); undefined before the first start and once stopped. */
+  get runDir(): string | undefined {
+    return this.#runDir;
   }
 
   /** soffice.bin's pid; undefined while (re)starting and once stopped. */
@@ -147,19 +182,29 @@ export class LibreOfficeConverter {
     if (starting) await starting.catch(() => undefined);
     const inst = this.#instance;
     if (inst) await this.#kill(inst, 'stopped');
-    await Promise.all(WORK_SUBDIRS.map((d) => rm(path.join(this.#workDir, d), { recursive: true, force: true })));
-    await rmdir(this.#workDir).catch(() => undefined); // only if nothing else was put there
+    const run = this.#runDir;
+    if (!run) return;
+    this.#runDir = undefined;
+    for (const d of WORK_SUBDIRS) await this.#removeOwned(path.join(run, d));
+    await rm(path.join(run, BRIDGE_NAME), { force: true });
+    await rmdir(run).catch((err: unknown) => {
+      // As root it is ours alone and must go; workDir is left if something else was put there.
+      if (this.#account) this.#log?.warn({ err, run }, 'cannot remove the LibreOffice run directory');
+    });
   }
 
   async #convertOne(data: Buffer, ext: string, signal: AbortSignal | undefined): Promise<Buffer> {
     if (this.#stopped) throw new ConversionError('conversion-failed', 'the LibreOffice converter is stopped');
     if (signal?.aborted) throw abortError(signal);
     const inst = await this.#ensureRunning();
+    const run = this.#runDir!;
     const name = randomBytes(16).toString('hex');
-    const input = path.join(this.#workDir, 'in', `${name}.${ext}`);
-    const output = path.join(this.#workDir, 'out', `${name}.pdf`);
+    const input = path.join(run, 'in', `${name}.${ext}`);
+    const output = path.join(run, 'out', `${name}.pdf`);
     try {
-      await writeFile(input, data, { mode: 0o600 });
+      // Exclusive: never through something the account put at that name.
+      await writeFile(input, data, { mode: 0o600, flag: 'wx' });
+      if (this.#account) await chown(input, this.#account.uid, this.#account.gid);
       const answer = await this.#ask(inst, input, output, signal);
       if (!answer.ok) throw answerError(answer);
       return await readPdf(output);
@@ -212,11 +257,9 @@ export class LibreOfficeConverter {
   }
 
   async #launch(): Promise<Instance> {
-    // A killed soffice leaves its temp files behind; the profile is kept (a warm profile starts faster).
-    await rm(path.join(this.#workDir, 'tmp'), { recursive: true, force: true });
-    for (const d of WORK_SUBDIRS) await mkdir(path.join(this.#workDir, d), { recursive: true, mode: 0o700 });
+    const run = await this.#prepareRunDir();
     const started = performance.now();
-    const inst = this.#spawn();
+    const inst = this.#spawn(run);
     try {
       await this.#ready(inst);
       if (this.#stopped) throw new Error('stopped while starting');
@@ -230,18 +273,77 @@ export class LibreOfficeConverter {
     return inst;
   }
 
-  /** Starts the bridge (which starts soffice) as the leader of a new process group, in a network namespace if asked. */
-  #spawn(): Instance {
-    const bridgeArgs = [BRIDGE, pathToFileURL(path.join(this.#workDir, 'profile')).href, this.#pipeName, String(this.#memoryLimitBytes)];
-    const [cmd, args] = this.#isolateNetwork ? [UNSHARE, ['--net', '--', PYTHON, ...bridgeArgs]] : [PYTHON, bridgeArgs];
+  /**
+   * Makes the run directory on the first start, with a copy of the bridge the account can read and the
+   * subdirectories it writes in. On a restart, the temp files a killed soffice left are removed; the profile is kept
+   * (a warm profile starts faster).
+   */
+  async #prepareRunDir(): Promise<string> {
+    this.#runDir ??= await this.#newRunDir();
+    const run = this.#runDir;
+    await this.#removeOwned(path.join(run, 'tmp'));
+    await copyFile(BRIDGE, path.join(run, BRIDGE_NAME));
+    await chmod(path.join(run, BRIDGE_NAME), 0o644);
+    for (const d of WORK_SUBDIRS) await this.#makeOwned(path.join(run, d));
+    return run;
+  }
+
+  /** workDir; as root, a fresh 0711 root-owned directory under os.tmpdir() that the account can enter but not list. */
+  async #newRunDir(): Promise<string> {
+    if (process.getuid?.() !== 0) {
+      await mkdir(this.#workDir, { recursive: true, mode: 0o700 });
+      return this.#workDir;
+    }
+    this.#account ??= await lookUpAccount(OFFICE_ACCOUNT);
+    const run = await mkdtemp(path.join(os.tmpdir(), RUN_PREFIX));
+    await chmod(run, 0o711);
+    return run;
+  }
+
+  /** A subdirectory the group writes in: 0700, the account's own as root. */
+  async #makeOwned(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    if (this.#account) await chown(dir, this.#account.uid, this.#account.gid);
+  }
+
+  /**
+   * Removes a subdirectory the group wrote in. As root, its content is deleted as the account (`find -delete`
+   * follows no link, and as the account a link it planted leads only to what it may delete anyway), then the empty
+   * directory by root: root never descends into a tree the account can change under it.
+   */
+  async #removeOwned(dir: string): Promise<void> {
+    const account = this.#account;
+    if (!account) {
+      await rm(dir, { recursive: true, force: true });
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      execFile('find', [dir, '-mindepth', '1', '-delete'], { uid: account.uid, gid: account.gid }, () => resolve());
+    });
+    await rmdir(dir).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.#log?.warn({ err, dir }, 'cannot remove a LibreOffice directory');
+    });
+  }
+
+  /**
+   * Starts the bridge (which starts soffice) as the leader of a new process group: in a network namespace if
+   * asked, and as root under the account (setpriv runs inside the namespace, made while still root).
+   */
+  #spawn(run: string): Instance {
+    const bridgeArgs = [path.join(run, BRIDGE_NAME), pathToFileURL(path.join(run, 'profile')).href, this.#pipeName, String(this.#memoryLimitBytes)];
+    const account = this.#account;
+    const asAccount = account
+      ? [SETPRIV, `--reuid=${account.uid}`, `--regid=${account.gid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--', PYTHON]
+      : [PYTHON];
+    const command = this.#isolateNetwork ? [UNSHARE, '--net', '--', ...asAccount] : asAccount;
     if (!this.#isolateNetwork) this.#log?.warn('LibreOffice runs without a network namespace (needs root); only its proxy setting keeps it off the network');
-    const proc = spawn(cmd, args, {
+    const proc = spawn(command[0]!, [...command.slice(1), ...bridgeArgs], {
       detached: true,
       stdio: ['pipe', 'pipe', 'pipe'],
       env: {
         PATH: '/usr/bin:/bin',
-        HOME: path.join(this.#workDir, 'home'),
-        TMPDIR: path.join(this.#workDir, 'tmp'),
+        HOME: path.join(run, 'home'),
+        TMPDIR: path.join(run, 'tmp'),
         LANG: 'C.UTF-8',
         SAL_USE_VCLPLUGIN: 'svp',
       },
@@ -373,11 +475,34 @@ function answerError(a: Answer): ConversionError {
   }
 }
 
+/** The account's uid and gid from /etc/passwd; without it, LibreOffice would parse hostile files as root. */
+async function lookUpAccount(name: string): Promise<Account> {
+  const passwd = await readFile(PASSWD_FILE, 'utf8').catch(() => '');
+  for (const line of passwd.split('\n')) {
+    const [user, , uid, gid] = line.split(':');
+    if (user === name && Number(uid) > 0 && Number(gid) > 0) return { name, uid: Number(uid), gid: Number(gid) };
+  }
+  throw new ConversionError(
+    'conversion-failed',
+    `LibreOffice runs as the unprivileged account "${name}" when Sekisho runs as root, and ${PASSWD_FILE} has none (or it is root): create it (useradd --system --no-create-home --shell /usr/sbin/nologin ${name})`,
+  );
+}
+
+/** Reads the PDF the group wrote, never through a link it put there (as root, its directory is the account's). */
 async function readPdf(file: string): Promise<Buffer> {
-  const size = (await stat(file).catch(() => undefined))?.size;
-  if (size === undefined || size === 0) throw new ConversionError('conversion-failed', 'LibreOffice wrote no PDF');
-  if (size > MAX_PDF_BYTES) throw new ConversionError('too-large', `LibreOffice's PDF is over ${MAX_PDF_BYTES} bytes`);
-  const pdf = await readFile(file);
-  if (!pdf.subarray(0, 5).equals(Buffer.from('%PDF-'))) throw new ConversionError('conversion-failed', 'LibreOffice wrote something that is not a PDF');
-  return pdf;
+  const handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK).catch(() => undefined);
+  if (!handle) throw new ConversionError('conversion-failed', 'LibreOffice wrote no PDF');
+  try {
+    const st = await handle.stat();
+    if (!st.isFile() || st.size === 0) throw new ConversionError('conversion-failed', 'LibreOffice wrote no PDF');
+    if (st.size > MAX_PDF_BYTES) throw new ConversionError('too-large', `LibreOffice's PDF is over ${MAX_PDF_BYTES} bytes`);
+    // Only the bytes stat saw: a soffice still writing to it cannot push the read past the limit.
+    const pdf = Buffer.alloc(st.size);
+    const { bytesRead } = await handle.read(pdf, 0, st.size, 0);
+    if (bytesRead !== st.size) throw new ConversionError('conversion-failed', 'LibreOffice\'s PDF changed while it was read');
+    if (!pdf.subarray(0, 5).equals(Buffer.from('%PDF-'))) throw new ConversionError('conversion-failed', 'LibreOffice wrote something that is not a PDF');
+    return pdf;
+  } finally {
+    await handle.close();
+  }
 }

@@ -6,7 +6,8 @@ caller, never names from a mail) and one JSON line per answer on stdout. Documen
 with macros and link updates off and an interaction handler that aborts every question, so a password prompt
 becomes an "encrypted" answer at once instead of a hang. The profile sends every http/ftp fetch to a dead proxy
 (the network namespace, when there is one, is the second belt). When soffice dies the bridge exits: the caller
-restarts the whole group.
+restarts the whole group. It refuses to run as root: a document can link local files (file:///…), and soffice draws
+whatever its account can read into the PDF (the caller starts it as an unprivileged account when Sekisho is root).
 """
 import json
 import os
@@ -231,6 +232,9 @@ def watch_parent():
 
 
 def main():
+    if os.geteuid() == 0 or os.getegid() == 0 or 0 in os.getgroups():
+        send({"fatal": "refusing to run LibreOffice as root: its documents could draw root-only files into the PDF"})
+        return 2
     threading.Thread(target=watch_parent, daemon=True).start()
     profile_url, pipe, limit_bytes = sys.argv[1], sys.argv[2], int(sys.argv[3])
     proc = start_soffice(profile_url, pipe, limit_bytes)

@@ -1,14 +1,17 @@
 /**
  * The resident LibreOffice converter against a real soffice: Japanese documents of every Office family come out as
  * PDFs with the expected page count and the Japanese text on them (in a CJK font); a hung or killed soffice costs
- * one document and the next still converts; password-protected documents are refused as encrypted.
+ * one document and the next still converts; password-protected documents are refused as encrypted. As root, soffice
+ * runs as `nobody`, so an image a document links from a root-only path never reaches the PDF.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LibreOfficeConverter } from '../../src/sanitize/libreoffice.ts';
 import { ConversionError } from '../../src/sanitize/types.ts';
@@ -16,6 +19,9 @@ import { flatTextWithLinkedImage, JAPANESE_SENTENCE, makeOfficeDocs, type Office
 
 /** Short enough that the hang test stays quick, long enough for a cold first document on a busy machine. */
 const TEST_TIMEOUT_MS = 15_000;
+const IS_ROOT = process.getuid?.() === 0;
+/** The colour of the linked test images: nothing else on the page has it. */
+const SECRET_RGB = [0x12, 0xab, 0x34] as const;
 
 let dir: string;
 let docs: Record<OfficeDocName, OfficeDoc>;
@@ -56,6 +62,24 @@ function isRunning(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Pixels of page 1 within a small distance of `rgb`, rendered by poppler's pdftoppm at 72 dpi. */
+async function pixelsOfColour(pdf: Buffer, rgb: readonly [number, number, number]): Promise<number> {
+  const png = execFileSync('pdftoppm', ['-r', '72', '-f', '1', '-l', '1', '-png', '-'], { input: pdf, maxBuffer: 64 * 1024 * 1024 });
+  const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  let n = 0;
+  for (let i = 0; i < data.length; i += info.channels) {
+    if (Math.abs(data[i]! - rgb[0]) <= 8 && Math.abs(data[i + 1]! - rgb[1]) <= 8 && Math.abs(data[i + 2]! - rgb[2]) <= 8) n++;
+  }
+  return n;
+}
+
+/** The Uid, Gid and Groups lines of a process, as numbers. */
+function credentials(pid: number): { uid: number[]; gid: number[]; groups: number[]; noNewPrivs: string | undefined } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const nums = (key: string) => (new RegExp(`^${key}:(.*)$`, 'm').exec(status)?.[1] ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
+  return { uid: nums('Uid'), gid: nums('Gid'), groups: nums('Groups'), noNewPrivs: /^NoNewPrivs:\s*(\d)/m.exec(status)?.[1] };
 }
 
 async function expectError(p: Promise<unknown>, reason: string): Promise<ConversionError> {
@@ -152,7 +176,7 @@ describe('LibreOfficeConverter', () => {
     const names: OfficeDocName[] = ['docx', 'xlsx', 'pptx', 'rtf'];
     const pdfs = await Promise.all(names.map((n) => lo.convert(readFileSync(docs[n].path), n)));
     pdfs.forEach((pdf, i) => expect(pageCount(pdfFile(pdf))).toBe(docs[names[i]!].pages));
-    const work = path.join(dir, 'work');
+    const work = lo.runDir!;
     expect(execFileSync('ls', ['-A', path.join(work, 'in'), path.join(work, 'out')], { encoding: 'utf8' }).trim().split('\n').filter((l) => l && !l.endsWith(':'))).toEqual([]);
   });
 
@@ -209,13 +233,83 @@ describe('LibreOfficeConverter', () => {
     });
   });
 
-  it('stop() kills the group and removes the profile; convert after stop is refused', async () => {
+  it('stop() kills the group and removes the profile and the run directory; convert after stop is refused', async () => {
     const other = new LibreOfficeConverter({ workDir: path.join(dir, 'work2') });
     await other.start();
     const pid = other.pid!;
+    const run = other.runDir!;
+    expect(existsSync(path.join(run, 'profile'))).toBe(true);
+    // soffice has written its profile (as the account, when root): all of it goes.
+    expect(await other.convert(readFileSync(docs.odt.path), 'odt')).toBeInstanceOf(Buffer);
     await other.stop();
     expect(isRunning(pid)).toBe(false);
+    expect(existsSync(run)).toBe(false);
+    expect(other.runDir).toBeUndefined();
     expect(() => readFileSync(path.join(dir, 'work2', 'profile'))).toThrow(/ENOENT/);
     await expectError(other.convert(readFileSync(docs.odt.path), 'odt'), 'conversion-failed');
+  });
+
+  describe.skipIf(!IS_ROOT)('as root', () => {
+    const nobody = IS_ROOT ? { uid: Number(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' })), gid: Number(execFileSync('id', ['-g', 'nobody'], { encoding: 'utf8' })) } : undefined;
+    let rootOnly: string;
+    let open: string;
+    beforeAll(async () => {
+      const png = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: SECRET_RGB[0], g: SECRET_RGB[1], b: SECRET_RGB[2] } } }).png().toBuffer();
+      // Like the spool or /root: a 0700 root directory (mkdtemp makes it so).
+      rootOnly = mkdtempSync(path.join(os.tmpdir(), 'sekisho-lo-secret-'));
+      writeFileSync(path.join(rootOnly, 'secret.png'), png, { mode: 0o600 });
+      // The control: the same image where anyone may read it.
+      open = mkdtempSync(path.join(os.tmpdir(), 'sekisho-lo-public-'));
+      chmodSync(open, 0o755);
+      writeFileSync(path.join(open, 'public.png'), png, { mode: 0o644 });
+    });
+    afterAll(() => {
+      for (const d of [rootOnly, open]) if (d) rmSync(d, { recursive: true, force: true });
+    });
+
+    it('runs soffice and its bridge as nobody: uid and gid in all four slots, no supplementary groups, no new privileges', async () => {
+      await lo.start();
+      const soffice = credentials(lo.pid!);
+      expect(soffice.uid).toEqual(Array(4).fill(nobody!.uid));
+      expect(soffice.gid).toEqual(Array(4).fill(nobody!.gid));
+      expect(soffice.groups).toEqual([]);
+      expect(soffice.noNewPrivs).toBe('1');
+      // The bridge leads the process group.
+      const bridge = Number(readFileSync(`/proc/${lo.pid!}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[2]);
+      expect(credentials(bridge).uid).toEqual(Array(4).fill(nobody!.uid));
+      expect(credentials(bridge).groups).toEqual([]);
+    });
+
+    it('keeps its files in a private run directory nobody can enter but not list, its own subdirectories 0700', () => {
+      const run = lo.runDir!;
+      expect(path.dirname(run)).toBe(os.tmpdir());
+      const top = statSync(run);
+      expect([top.uid, top.mode & 0o777]).toEqual([0, 0o711]);
+      for (const d of ['profile', 'in', 'out', 'tmp', 'home']) {
+        const st = statSync(path.join(run, d));
+        expect([d, st.uid, st.gid, st.mode & 0o777]).toEqual([d, nobody!.uid, nobody!.gid, 0o700]);
+      }
+    });
+
+    it('draws an image linked from a world-readable file (the control: the check below can fail)', async () => {
+      const pdf = await lo.convert(Buffer.from(flatTextWithLinkedImage(pathToFileURL(path.join(open, 'public.png')).href)), 'fodt');
+      expect(await pixelsOfColour(pdf, SECRET_RGB)).toBeGreaterThan(1000);
+    });
+
+    it('does not draw an image linked from a root-only file: the document converts without it', async () => {
+      const pdf = await lo.convert(Buffer.from(flatTextWithLinkedImage(pathToFileURL(path.join(rootOnly, 'secret.png')).href)), 'fodt');
+      expect(pageTexts(pdfFile(pdf)).join('')).toContain(JAPANESE_SENTENCE);
+      expect(await pixelsOfColour(pdf, SECRET_RGB)).toBe(0);
+    });
+
+    it('the bridge refuses to start soffice as root', () => {
+      const r = spawnSync('/usr/bin/python3', [fileURLToPath(new URL('../../src/sanitize/uno-convert.py', import.meta.url)), 'file:///nonexistent', 'x', '0'], {
+        encoding: 'utf8',
+        input: '',
+        timeout: 30_000,
+      });
+      expect(r.status).toBe(2);
+      expect(JSON.parse(r.stdout) as unknown).toEqual({ fatal: expect.stringMatching(/refusing to run LibreOffice as root/) as unknown });
+    });
   });
 });
