@@ -3,6 +3,7 @@
  * that an ordinary installation can keep; `docs/config.md` documents each of them.
  */
 import { z } from 'zod';
+import { parseSenderPattern } from '../policy/sender-lists.ts';
 import { symbolGroups, symbolInfo, type SymbolGroup } from '../scan/symbols.ts';
 
 /** "host:port" with a numeric port; IPv6 hosts in brackets ("[::1]:25"). */
@@ -64,6 +65,13 @@ const groupKeyed = z.record(z.string(), z.number()).superRefine((rec, ctx) => {
   }
 });
 
+/** At most this long: a tag is a few characters; a long one would push the real subject out of the mail list. */
+const MAX_SUBJECT_TAG_CHARS = 40;
+const subjectTag = z
+  .string()
+  .max(MAX_SUBJECT_TAG_CHARS)
+  .refine((s) => !/[\p{Cc}]/u.test(s), 'must not contain control characters');
+
 const policySchema = z
   .object({
     /** Score per symbol name; symbols not listed score their catalogue default. */
@@ -76,11 +84,15 @@ const policySchema = z
         reject: z.number().default(15),
         quarantine: z.number().default(10),
         tag: z.number().default(5),
+        /** Delivered mail scoring at least this gets X-Spam-Score and X-Spam-Status (the symbol list). */
+        headers: z.number().default(0),
       })
       .strict() // was not strict: a typo like `rejcet: 20` was silently dropped
       .prefault({}),
     /** A symbol that forces an action whatever the score (e.g. CLAMAV_VIRUS: quarantine). */
     forceActions: symbolKeyed(actionSchema).default({}),
+    /** Put in front of the Subject of mail delivered tagged (e.g. 【迷惑メール】); empty: the subject is left alone. */
+    subjectTag: subjectTag.default(''),
   })
   .strict();
 
@@ -93,10 +105,11 @@ const tenantPolicySchema = z
     scores: symbolKeyed(z.number()).optional(),
     groupCaps: groupKeyed.optional(),
     thresholds: z
-      .object({ reject: z.number().optional(), quarantine: z.number().optional(), tag: z.number().optional() })
+      .object({ reject: z.number().optional(), quarantine: z.number().optional(), tag: z.number().optional(), headers: z.number().optional() })
       .strict()
       .optional(),
     forceActions: symbolKeyed(actionSchema).optional(),
+    subjectTag: subjectTag.optional(),
   })
   .strict();
 
@@ -127,6 +140,13 @@ export const sanitizeOptionsSchema = z
   .strict();
 export type SanitizeOptions = z.infer<typeof sanitizeOptionsSchema>;
 
+/** An allow/block list entry: an address, a domain, `*.domain`, an IP address or a CIDR block. */
+const senderPattern = z
+  .string()
+  .min(1)
+  .transform((s) => s.trim().toLowerCase())
+  .refine((s) => parseSenderPattern(s) !== null, 'must be user@domain, domain, *.domain, an IP address or a CIDR block (e.g. 203.0.113.0/24)');
+
 const tenantSchema = z
   .object({
     id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be lower-case letters, digits and "-"'),
@@ -140,6 +160,13 @@ const tenantSchema = z
      * engine opens) for a tenant that does not sanitize: held in quarantine, or delivered with a tag.
      */
     unscannable: z.enum(['quarantine', 'deliver-tagged']).default('quarantine'),
+    /**
+     * Senders whose mail skips the score thresholds (malware, unscannable content and failed checks still apply),
+     * and senders whose mail is rejected. The block list wins. Entries: `user@example.com`, `example.com` (that
+     * domain), `*.example.com` (its subdomains too), an IP address or a CIDR block (the connecting IP).
+     */
+    allow: z.array(senderPattern).default([]),
+    block: z.array(senderPattern).default([]),
     /** Days a quarantined message (and a sanitized message's original) is kept; default quarantine.retentionDays. */
     quarantineRetentionDays: z.number().int().positive().optional(),
     /** Per-tenant policy overrides, merged key by key over the global policy. */

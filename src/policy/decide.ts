@@ -6,6 +6,7 @@
 import type { Action, Config, PolicyConfig, TenantConfig } from '../config/schema.ts';
 import type { Verdict } from '../scan/runner.ts';
 import { isFailSymbol, symbolInfo } from '../scan/symbols.ts';
+import { matchSenderList, type Sender } from './sender-lists.ts';
 
 export interface Decision {
   action: Action;
@@ -46,6 +47,7 @@ export function effectivePolicy(global: PolicyConfig, tenant: TenantConfig): Pol
     groupCaps: { ...DEFAULT_GROUP_CAPS, ...global.groupCaps, ...t.groupCaps },
     thresholds: { ...global.thresholds, ...t.thresholds },
     forceActions: { ...DEFAULT_FORCE_ACTIONS, ...global.forceActions, ...t.forceActions },
+    subjectTag: t.subjectTag ?? global.subjectTag,
   };
 }
 
@@ -53,6 +55,8 @@ export interface DecideContext {
   /** Milliseconds since the message was received. */
   ageMs: number;
   scan: Config['scan'];
+  /** Who sent it, for the tenant's allow and block lists; without it the lists do not apply. */
+  sender?: Sender;
 }
 
 export function decide(verdict: Verdict, tenant: TenantConfig, global: PolicyConfig, ctx: DecideContext): Decision {
@@ -83,6 +87,17 @@ export function decide(verdict: Verdict, tenant: TenantConfig, global: PolicyCon
   } else if (score >= policy.thresholds.tag) {
     action = 'deliver-tagged';
     reasons.push(`score ${score} ≥ tag threshold ${policy.thresholds.tag}`);
+  }
+
+  // The lists come before the forced actions: an allowed sender skips the score thresholds only, never a finding.
+  const blocked = ctx.sender ? matchSenderList(tenant.block, ctx.sender) : null;
+  const allowed = ctx.sender && !blocked ? matchSenderList(tenant.allow, ctx.sender) : null;
+  if (blocked) {
+    action = mostSevere(action, 'reject');
+    reasons.push(`sender matches ${blocked} on the block list of ${tenant.id}`);
+  } else if (allowed) {
+    action = 'deliver';
+    reasons.push(`sender matches ${allowed} on the allow list of ${tenant.id}: score thresholds skipped`);
   }
 
   for (const s of verdict.symbols) {

@@ -4,7 +4,7 @@
  * whether the original must stay in the spool. decide.ts chooses the action; this file is the only place that
  * says what an action does. The stages apply the plan and never test an action themselves.
  */
-import type { Action } from '../config/schema.ts';
+import type { Action, PolicyConfig } from '../config/schema.ts';
 import type { RecipientState } from '../spool/meta-store.ts';
 import { symbolNames, type StoredDecision, type StoredVerdict } from '../spool/stored-verdict.ts';
 
@@ -100,15 +100,33 @@ export function mustRescan(decisions: ReadonlyMap<string, StoredDecision>): bool
   return [...decisions.values()].some((d) => d.action === 'tempfail');
 }
 
-/** The header fields delivery adds in front of the message for a recipient with this action. */
-export function headerChanges(action: Action | null, tenantId: string, verdict: StoredVerdict | null): HeaderField[] {
-  if (action !== 'deliver-tagged') return [];
+/** How the tenant's policy marks delivered mail: where the spam headers start, what the tag threshold is, the subject tag. */
+export type MarkPolicy = Pick<PolicyConfig, 'thresholds' | 'subjectTag'>;
+
+/**
+ * The header fields delivery adds in front of the message for a recipient with this action: X-Spam-Score and
+ * X-Spam-Status (SpamAssassin's form, which mail clients and downstream filters already read) from
+ * policy.thresholds.headers on, and Sekisho's own verdict fields on tagged mail.
+ */
+export function headerChanges(action: Action | null, tenantId: string, verdict: StoredVerdict | null, policy: MarkPolicy): HeaderField[] {
+  if (action !== 'deliver' && action !== 'deliver-tagged') return [];
   const score = verdict?.decisions[tenantId]?.score ?? 0;
   const names = verdict ? symbolNames(verdict).join(', ') : '';
-  return [
-    { name: 'X-Sekisho-Verdict', value: `tagged; score=${score}` },
-    { name: 'X-Sekisho-Symbols', value: names || 'none' },
-  ];
+  const tagged = action === 'deliver-tagged';
+  const fields: HeaderField[] = [];
+  if (score >= policy.thresholds.headers) {
+    fields.push(
+      { name: 'X-Spam-Score', value: String(score) },
+      { name: 'X-Spam-Status', value: `${tagged ? 'Yes' : 'No'}, score=${score} required=${policy.thresholds.tag} tests=${names || 'none'}` },
+    );
+  }
+  if (tagged) fields.push({ name: 'X-Sekisho-Verdict', value: `tagged; score=${score}` }, { name: 'X-Sekisho-Symbols', value: names || 'none' });
+  return fields;
+}
+
+/** The text put in front of the Subject of mail delivered with this action; null: the subject stays as it is. */
+export function subjectTagFor(action: Action | null, policy: MarkPolicy): string | null {
+  return action === 'deliver-tagged' && policy.subjectTag ? policy.subjectTag : null;
 }
 
 /**

@@ -13,7 +13,9 @@ import type { RecipientOutcome } from '../../delivery/delivery.ts';
 import { statusFromReply, type DsnRecipient } from '../../delivery/dsn.ts';
 import { retryDelayMs } from '../../delivery/retry-delay.ts';
 import { encodeHeader } from '../../mime/compose.ts';
-import { deliveryBody, headerChanges } from '../../policy/plan.ts';
+import { tagSubject } from '../../delivery/subject-tag.ts';
+import { effectivePolicy } from '../../policy/decide.ts';
+import { deliveryBody, headerChanges, subjectTagFor } from '../../policy/plan.ts';
 import type { MessageKind } from '../../spool/message-store.ts';
 import { isOpenRecipient, type MessageRecord, type RecipientPatch, type RecipientRecord } from '../../spool/meta-store.ts';
 import { finalizeIfDone } from '../finalize.ts';
@@ -40,14 +42,25 @@ function dsnRecipient(o: RecipientOutcome, action: 'failed' | 'delayed', remote:
   };
 }
 
-/** What delivery sends to a route: which stored bytes, and the header fields the plan adds in front of them. */
-function bodyOf(msg: MessageRecord, route: string, mine: readonly RecipientRecord[]): { kind: MessageKind; prefix: Buffer } {
+/**
+ * What delivery sends to a route: which stored bytes, the header fields the plan adds in front of them, and the
+ * subject tag (which needs the bytes in memory). Sekisho's own DSNs (the outbound route) get none of the marks.
+ */
+function bodyOf(
+  deps: WorkerDeps,
+  msg: MessageRecord,
+  route: string,
+  mine: readonly RecipientRecord[],
+): { kind: MessageKind; prefix: Buffer; subjectTag: string | null } {
   // One decision per tenant: every open recipient of a route has the same action.
   const action = mine[0]?.action ?? null;
   const body = deliveryBody(action);
   if (body === null) throw new Error(`recipients of route ${route} have action ${String(action)}: nothing may be delivered to them`);
-  const prefix = Buffer.from(headerChanges(action, route, msg.verdict).map(encodeHeader).join(''), 'utf8');
-  return { kind: body === 'raw' ? 'raw' : { sanitized: route }, prefix };
+  const tenant = deps.tenants.byId(route);
+  const policy = tenant ? effectivePolicy(deps.config.policy, tenant) : null;
+  const fields = policy ? headerChanges(action, route, msg.verdict, policy) : [];
+  const prefix = Buffer.from(fields.map(encodeHeader).join(''), 'utf8');
+  return { kind: body === 'raw' ? 'raw' : { sanitized: route }, prefix, subjectTag: policy ? subjectTagFor(action, policy) : null };
 }
 
 async function* concat(prefix: Buffer, rest: Readable): AsyncGenerator<Buffer> {
@@ -101,12 +114,16 @@ export async function attemptRoute(
       route === OUTBOUND_ROUTE ? '451 4.4.0 no outbound route: set delivery.outboundRelay' : `451 4.4.0 tenant "${route}" is not configured`;
     outcome = { delivered: [], bounced: [], remote: '', deferred: addresses.map((address) => ({ address, response, code: 451 })) };
   } else {
-    const { kind, prefix } = bodyOf(msg, route, mine);
+    const { kind, prefix, subjectTag } = bodyOf(deps, msg, route, mine);
     if (kind !== 'raw' && !(await store.exists(mid, kind))) {
       // Never the raw bytes instead: the job fails and, after queue.maxAttempts, the message is held as failed.
       throw new Error(`no sanitized copy of ${mid} for ${route} in the spool`);
     }
-    if (raw && kind === 'raw') {
+    if (subjectTag) {
+      // Tagged mail is rare: its bytes are read whole so that the Subject line can be changed.
+      const bytes = tagSubject(raw && kind === 'raw' ? raw : await store.read(mid, kind), subjectTag);
+      outcome = await deliverer.send({ route: url, from: msg.mailFrom, to: addresses, body: Buffer.concat([prefix, bytes]) });
+    } else if (raw && kind === 'raw') {
       const body = prefix.length ? Buffer.concat([prefix, raw]) : raw;
       outcome = await deliverer.send({ route: url, from: msg.mailFrom, to: addresses, body });
     } else {

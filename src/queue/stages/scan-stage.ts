@@ -13,6 +13,7 @@
 import { DelayedError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { decide } from '../../policy/decide.ts';
+import { headerFromAddress } from '../../scan/header-from.ts';
 import { mustRescan, planDelivery, sessionRejectReply, type TenantPlan } from '../../policy/plan.ts';
 import { runChecks, type Verdict } from '../../scan/runner.ts';
 import type { MessageRecord, RecipientPatch, RecipientRecord } from '../../spool/meta-store.ts';
@@ -124,9 +125,10 @@ async function scan(deps: WorkerDeps, msg: MessageRecord, recipients: readonly R
 }
 
 /** Policy's decision for each tenant of the message. */
-function decideAll(deps: WorkerDeps, msg: MessageRecord, recipients: readonly RecipientRecord[], verdict: Verdict): Map<string, StoredDecision> {
+function decideAll(deps: WorkerDeps, msg: MessageRecord, recipients: readonly RecipientRecord[], verdict: Verdict, raw: Buffer): Map<string, StoredDecision> {
   const { config, tenants } = deps;
   const ageMs = Date.now() - msg.receivedAt;
+  const sender = { mailFrom: msg.mailFrom, headerFrom: headerFromAddress(raw), clientIp: msg.clientIp };
   const decisions = new Map<string, StoredDecision>();
   for (const tenantId of new Set(recipients.map((r) => r.tenantId))) {
     const tenant = tenants.byId(tenantId);
@@ -135,7 +137,7 @@ function decideAll(deps: WorkerDeps, msg: MessageRecord, recipients: readonly Re
       decisions.set(tenantId, { action: 'quarantine', score: 0, reasons: [`tenant "${tenantId}" is no longer configured`] });
       continue;
     }
-    decisions.set(tenantId, decide(verdict, tenant, config.policy, { ageMs, scan: config.scan }));
+    decisions.set(tenantId, decide(verdict, tenant, config.policy, { ageMs, scan: config.scan, sender }));
   }
   return decisions;
 }
@@ -153,7 +155,7 @@ async function scanAndDecide(
   const { mid, sessionDeadline } = job.data;
   const raw = await store.read(mid);
   const verdict = await scan(deps, msg, recipients, raw, log);
-  const decisions = decideAll(deps, msg, recipients, verdict);
+  const decisions = decideAll(deps, msg, recipients, verdict, raw);
   const record: StoredVerdict = {
     ...storedSymbols(verdict.symbols),
     failedChecks: verdict.failedChecks,

@@ -155,7 +155,7 @@ describe('a valid configuration', () => {
     expect(c.scan).toEqual({ checkTimeoutMs: 30_000, failRetryDelayMs: 60_000, failQuarantineAfterMs: 3_600_000 });
     expect(c.delivery.retryInitialDelayMs).toBe(300_000);
     expect(c.delivery.retryMaxDelayMs).toBe(3_600_000);
-    expect(c.policy).toEqual({ scores: {}, groupCaps: {}, thresholds: { reject: 15, quarantine: 10, tag: 5 }, forceActions: {} });
+    expect(c.policy).toEqual({ scores: {}, groupCaps: {}, thresholds: { reject: 15, quarantine: 10, tag: 5, headers: 0 }, forceActions: {}, subjectTag: '' });
     expect(c.tenants[0]!.sanitize).toBe(false);
     expect(c.tenants[0]!.policy).toBeUndefined();
   });
@@ -234,6 +234,8 @@ describe('errors name their key path and a reason', () => {
     { name: 'string instead of boolean', mutate: (c) => ((c.tenants as Record<string, unknown>[])[0]!.sanitize = 'yes'), path: 'tenants[0].sanitize', reason: /must be true, false or an object of options/ },
     { name: 'misspelt sanitize option', mutate: (c) => ((c.tenants as Record<string, unknown>[])[0]!.sanitize = { attachmentsAs: 'pfd' }), path: 'tenants[0].sanitize.attachmentsAs', reason: /pdf/ },
     { name: 'unknown notice placeholder', mutate: (c) => ((c.tenants as Record<string, unknown>[])[0]!.sanitize = { notice: { ja: '{{quarantineID}}' } }), path: 'tenants[0].sanitize.notice.ja', reason: /unknown placeholder/ },
+    { name: 'bad allow-list entry', mutate: (c) => ((c.tenants as Record<string, unknown>[])[0]!.allow = ['203.0.113.0/40']), path: 'tenants[0].allow[0]', reason: /CIDR/ },
+    { name: 'control character in the subject tag', mutate: (c) => (c.policy = { subjectTag: '【迷惑】\r\nBcc: x@y' }), path: 'policy.subjectTag', reason: /control/ },
     { name: 'object instead of list', mutate: (c) => (c.tenants = { 'city-a': {} }), path: 'tenants', reason: /expected array/ },
     { name: 'unknown log level', mutate: (c) => (c.log = { level: 'verbose' }), path: 'log.level', reason: /info/ },
     { name: 'clamd port out of range', mutate: (c) => (c.clamav = { host: 'clamd', port: 0 }), path: 'clamav.port', reason: /./ },
@@ -290,6 +292,6 @@ describe('tenant policy overrides', () => {
     (raw.tenants as Record<string, unknown>[])[0]!.policy = { thresholds: { tag: 3 } };
     const c = valid(raw);
     expect(c.tenants[0]!.policy).toEqual({ thresholds: { tag: 3 } });
-    expect(c.policy.thresholds).toEqual({ reject: 30, quarantine: 20, tag: 5 });
+    expect(c.policy.thresholds).toEqual({ reject: 30, quarantine: 20, tag: 5, headers: 0 });
   });
 });

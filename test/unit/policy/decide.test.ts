@@ -225,17 +225,49 @@ describe('content that cannot be scanned (ARCHIVE_ENCRYPTED, DOC_ENCRYPTED, PDF_
   });
 });
 
+describe('allow and block lists', () => {
+  const from = (mailFrom: string) => ({ sender: { mailFrom, headerFrom: null, clientIp: '198.51.100.7' } });
+
+  it('an allowed sender skips the score thresholds', () => {
+    const c = config({}, { allow: ['partner.example.co.jp'] });
+    const d = run(verdict('MIME_DOUBLE_EXTENSION', 'HEADER_DUPLICATE', 'HEADER_MISSING_FROM'), c, from('a@partner.example.co.jp'));
+    expect(d.action).toBe('deliver');
+    expect(d.reasons).toContain('sender matches partner.example.co.jp on the allow list of city-a: score thresholds skipped');
+  });
+
+  it('never lets an allowed sender through malware, unscannable content or a failed check', () => {
+    const c = config({}, { allow: ['partner.example.co.jp'] });
+    expect(run(verdict('CLAMAV_VIRUS'), c, from('a@partner.example.co.jp')).action).toBe('reject');
+    expect(run(verdict('DOC_ENCRYPTED'), c, from('a@partner.example.co.jp')).action).toBe('quarantine');
+    expect(run(verdict('CLAMAV_FAIL'), c, from('a@partner.example.co.jp')).action).toBe('tempfail');
+  });
+
+  it('a blocked sender is rejected, and the block list wins over the allow list', () => {
+    const c = config({}, { allow: ['*.example.co.jp'], block: ['spam.example.co.jp', '198.51.100.0/24'] });
+    const d = run(verdict(), c, from('a@spam.example.co.jp'));
+    expect(d.action).toBe('reject');
+    expect(d.reasons).toContain('sender matches spam.example.co.jp on the block list of city-a');
+    expect(run(verdict(), c, from('a@ok.example.co.jp')).action).toBe('reject'); // blocked by the IP
+  });
+
+  it('the lists do nothing without a sender, and a sanitizing tenant still sanitizes an allowed sender', () => {
+    expect(run(verdict('MIME_DOUBLE_EXTENSION', 'HEADER_DUPLICATE', 'HEADER_MISSING_FROM'), config({}, { allow: ['x.example'] })).action).toBe('deliver-tagged');
+    expect(run(verdict(), config({}, { allow: ['x.example'], sanitize: true }), from('a@x.example')).action).toBe('sanitize');
+  });
+});
+
 describe('tenant overrides', () => {
   it('are merged key by key over the global policy', () => {
     const c = config(
       { scores: { HEADER_MISSING_DATE: 3, HEADER_DUPLICATE: 3 }, thresholds: { reject: 30, quarantine: 20, tag: 8 }, forceActions: { ARCHIVE_ENCRYPTED: 'quarantine' } },
-      { policy: { scores: { HEADER_DUPLICATE: 6 }, thresholds: { tag: 4 }, groupCaps: { mime: 2 } } },
+      { policy: { scores: { HEADER_DUPLICATE: 6 }, thresholds: { tag: 4 }, groupCaps: { mime: 2 }, subjectTag: '【迷惑メール】' } },
     );
     expect(effectivePolicy(c.policy, c.tenants[0]!)).toEqual({
       scores: { HEADER_MISSING_DATE: 3, HEADER_DUPLICATE: 6 },
       groupCaps: { ...DEFAULT_GROUP_CAPS, mime: 2 },
-      thresholds: { reject: 30, quarantine: 20, tag: 4 },
+      thresholds: { reject: 30, quarantine: 20, tag: 4, headers: 0 },
       forceActions: { ...DEFAULT_FORCE_ACTIONS, ARCHIVE_ENCRYPTED: 'quarantine' },
+      subjectTag: '【迷惑メール】',
     });
   });
 

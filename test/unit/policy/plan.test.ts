@@ -8,6 +8,7 @@ import { actionNames, type Action } from '../../../src/config/schema.ts';
 import {
   deliveryBody,
   headerChanges,
+  subjectTagFor,
   keepsOriginal,
   mustRescan,
   planDelivery,
@@ -94,16 +95,37 @@ describe('the delivery plan', () => {
     ]);
   });
 
+  const marks = (headers: number, subjectTag = '') => ({ thresholds: { reject: 15, quarantine: 10, tag: 5, headers }, subjectTag });
+
   it('tags deliver-tagged with the score and every symbol name, and adds nothing for other actions', () => {
-    expect(headerChanges('deliver-tagged', 'city-a', verdict)).toEqual([
+    expect(headerChanges('deliver-tagged', 'city-a', verdict, marks(100))).toEqual([
       { name: 'X-Sekisho-Verdict', value: 'tagged; score=6.5' },
       { name: 'X-Sekisho-Symbols', value: 'HEADER_MISSING_DATE, MIME_DOUBLE_EXTENSION, FLAKY_FAIL' },
     ]);
-    expect(headerChanges('deliver-tagged', 'city-a', null)).toEqual([
+    expect(headerChanges('deliver-tagged', 'city-a', null, marks(100))).toEqual([
       { name: 'X-Sekisho-Verdict', value: 'tagged; score=0' },
       { name: 'X-Sekisho-Symbols', value: 'none' },
     ]);
-    for (const a of actionNames.filter((a) => a !== 'deliver-tagged')) expect(headerChanges(a, 'city-a', verdict)).toEqual([]);
+    for (const a of actionNames.filter((a) => a !== 'deliver-tagged' && a !== 'deliver')) expect(headerChanges(a, 'city-a', verdict, marks(0))).toEqual([]);
+  });
+
+  it('adds X-Spam-Score and X-Spam-Status from thresholds.headers on, to delivered mail only', () => {
+    expect(headerChanges('deliver-tagged', 'city-a', verdict, marks(0)).slice(0, 2)).toEqual([
+      { name: 'X-Spam-Score', value: '6.5' },
+      { name: 'X-Spam-Status', value: 'Yes, score=6.5 required=5 tests=HEADER_MISSING_DATE, MIME_DOUBLE_EXTENSION, FLAKY_FAIL' },
+    ]);
+    expect(headerChanges('deliver', 'city-a', null, marks(0))).toEqual([
+      { name: 'X-Spam-Score', value: '0' },
+      { name: 'X-Spam-Status', value: 'No, score=0 required=5 tests=none' },
+    ]);
+    expect(headerChanges('deliver', 'city-a', null, marks(1))).toEqual([]);
+    expect(headerChanges('sanitize', 'city-a', verdict, marks(0))).toEqual([]);
+  });
+
+  it('tags the subject of mail delivered tagged, only when a tag is configured', () => {
+    expect(subjectTagFor('deliver-tagged', marks(0, '【迷惑メール】'))).toBe('【迷惑メール】');
+    expect(subjectTagFor('deliver', marks(0, '【迷惑メール】'))).toBeNull();
+    expect(subjectTagFor('deliver-tagged', marks(0))).toBeNull();
   });
 
   it('keeps the original when a copy is held or a sanitized copy went out instead, and only then', () => {
