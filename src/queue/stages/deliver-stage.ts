@@ -205,17 +205,32 @@ async function recoverDeliveries(msg: MessageRecord, recipients: readonly Recipi
   return handOffs;
 }
 
-async function processDeliver(job: Job<RouteJobData>, deps: WorkerDeps, token?: string): Promise<{ handOffs: HandOff[] }> {
-  const { meta } = deps;
-  const { mid, route } = job.data;
-  const log = deps.log.child({ mid, stage: 'deliver', route });
-  const msg = await meta.getMessage(mid);
-  if (!msg || msg.state !== 'delivering') return { handOffs: [] };
-  const mine = openRecipients(await meta.getRecipients(mid), route);
+/**
+ * What a route job has to do: the message and the route's recipients still open; null when nothing is left (the
+ * message is finished, or the route's recipients all are — then the message is finalized if it is done).
+ */
+export async function openRouteWork(
+  deps: WorkerDeps,
+  mid: string,
+  route: string,
+  log: Logger,
+): Promise<{ msg: MessageRecord; mine: RecipientRecord[] } | null> {
+  const msg = await deps.meta.getMessage(mid);
+  if (!msg || msg.state !== 'delivering') return null;
+  const mine = openRecipients(await deps.meta.getRecipients(mid), route);
   if (!mine.length) {
     await finalizeIfDone(deps, mid, log);
-    return { handOffs: [] };
+    return null;
   }
+  return { msg, mine };
+}
+
+async function processDeliver(job: Job<RouteJobData>, deps: WorkerDeps, token?: string): Promise<{ handOffs: HandOff[] }> {
+  const { mid, route } = job.data;
+  const log = deps.log.child({ mid, stage: 'deliver', route });
+  const work = await openRouteWork(deps, mid, route, log);
+  if (!work) return { handOffs: [] };
+  const { msg, mine } = work;
   const due = Math.min(...mine.map((r) => r.nextAttemptAt ?? 0));
   if (due > Date.now() + EARLY_TOLERANCE_MS) {
     await job.moveToDelayed(due, token);

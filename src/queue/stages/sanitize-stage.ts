@@ -18,7 +18,7 @@ import { finalizeIfDone } from '../finalize.ts';
 import { routeHandOff, type RouteJobData } from '../pipeline.ts';
 import type { HandOff, Stage, StageOutput } from '../stage.ts';
 import type { WorkerDeps } from '../worker-deps.ts';
-import { openRecipients } from './deliver-stage.ts';
+import { openRecipients, openRouteWork } from './deliver-stage.ts';
 
 /** Applies the plan of a worker without a sanitizer to the route's open recipients (held) and closes the message if done. */
 async function hold(deps: WorkerDeps, msg: MessageRecord, route: string, mine: readonly RecipientRecord[], log: Logger): Promise<StageOutput> {
@@ -70,16 +70,12 @@ async function makeCopy(deps: WorkerDeps, msg: MessageRecord, route: string, min
 }
 
 async function processSanitize(job: Job<RouteJobData>, deps: WorkerDeps): Promise<StageOutput> {
-  const { meta, store } = deps;
+  const { store } = deps;
   const { mid, route } = job.data;
   const log = deps.log.child({ mid, stage: 'sanitize', route });
-  const msg = await meta.getMessage(mid);
-  if (!msg || msg.state !== 'delivering') return { handOffs: [] };
-  const mine = openRecipients(await meta.getRecipients(mid), route);
-  if (!mine.length) {
-    await finalizeIfDone(deps, mid, log);
-    return { handOffs: [] };
-  }
+  const work = await openRouteWork(deps, mid, route, log);
+  if (!work) return { handOffs: [] };
+  const { msg, mine } = work;
   if (!deps.sanitizer) return hold(deps, msg, route, mine, log);
   const kind: MessageKind = { sanitized: route };
   if (!(await store.exists(mid, kind))) await makeCopy(deps, msg, route, mine, kind, log);
