@@ -5,6 +5,7 @@
  * HTML goes through html-to-text with formatters that drop what must not reach the reader — scripts, styles,
  * forms, frames and objects, remote and inline images, hidden text — and keep what a reader reads: paragraphs,
  * line breaks, lists, headings, and data tables aligned in display columns (full-width characters count two).
+ * Hidden text is judged from each element's `style`, into which fold-style-sheets.ts first folds the style sheets.
  *
  * The rule: text reaches the output only through html-to-text's text path or a formatter here, and the whole
  * output is defanged last, so a URL cannot slip through in anchor text, alt text or a table cell.
@@ -12,6 +13,7 @@
 import { compile, type DomNode, type FormatCallback, type FormatOptions, type TagDefinition } from 'html-to-text';
 import { Parser } from 'htmlparser2';
 import { decodeText } from './charset.ts';
+import { foldStyleSheets, parseDeclarations } from './fold-style-sheets.ts';
 import { defangText, defangUrl } from './defang.ts';
 
 export { decodeText } from './charset.ts';
@@ -65,6 +67,11 @@ const TABLE_CELL_COLUMNS = 40;
 const TABLE_GAP = '  ';
 /** Characters of a link target shown after its text; tracking links run to a thousand. */
 const MAX_SHOWN_URL_CHARS = 200;
+/** Font sizes at or under these are unreadable: text in them is hidden text. */
+const MAX_HIDDEN_FONT_PX = 2;
+const MAX_HIDDEN_FONT_PT = 1;
+/** Text whose colour is within this of its background's on every channel (0–255) cannot be seen. */
+const MAX_SAME_COLOUR_DIFF = 8;
 
 /** What the conversion found, counted by the formatters (html-to-text's metadata). */
 interface Findings {
@@ -75,9 +82,13 @@ interface Findings {
   forms: number;
   embedded: number;
   hiddenText: boolean;
-  /** Inherited CSS that hides text and that a descendant can undo: visibility:hidden, font-size:0. */
+  /** Inherited CSS that hides text and that a descendant can undo: visibility:hidden, a tiny font-size. */
   invisible: boolean;
-  zeroFont: boolean;
+  tinyFont: boolean;
+  /** The text colour declared on the element or an ancestor; undefined when none is, or it is not understood. */
+  color: Rgb | 'transparent' | undefined;
+  /** The nearest declared background; undefined when none is (the page is white), 'unknown' for images and the like. */
+  background: Rgb | 'unknown' | undefined;
 }
 
 type Builder = Parameters<FormatCallback>[2];
@@ -91,8 +102,17 @@ function findingsOf(builder: Builder): Findings {
   return (builder as unknown as BuilderInternals).metadata;
 }
 
+const WHITE: Rgb = [255, 255, 255];
+
+/** Text the colour of what is behind it: transparent, or its colour within MAX_SAME_COLOUR_DIFF of the background. */
+function camouflaged(f: Findings): boolean {
+  if (f.color === 'transparent') return true;
+  const bg = f.background ?? WHITE;
+  return f.color !== undefined && bg !== 'unknown' && f.color.every((c, i) => Math.abs(c - bg[i]!) <= MAX_SAME_COLOUR_DIFF);
+}
+
 function textHidden(f: Findings): boolean {
-  return f.invisible || f.zeroFont;
+  return f.invisible || f.tinyFont || camouflaged(f);
 }
 
 function attr(elem: DomNode, name: string): string | undefined {
@@ -113,43 +133,69 @@ function hasText(elem: DomNode): boolean {
 // ---- hidden text -------------------------------------------------------------------------------------------
 
 function parseStyle(style: string): Map<string, string> {
-  const d = new Map<string, string>();
-  for (const decl of style.replace(/\/\*[\s\S]*?\*\//g, '').split(';')) {
-    const i = decl.indexOf(':');
-    if (i < 0) continue;
-    const value = decl.slice(i + 1).replace(/!\s*important/i, '').trim().toLowerCase().replace(/\s+/g, ' ');
-    d.set(decl.slice(0, i).trim().toLowerCase(), value);
-  }
-  return d;
+  return new Map([...parseDeclarations(style)].map(([name, d]) => [name, d.value]));
 }
 
 function isZero(v: string | undefined): boolean {
   return v !== undefined && /^[+-]?(?:0+(?:\.0*)?|\.0+)[a-z%]*$/.test(v);
 }
 
-const NAMED_COLORS: Record<string, string> = { white: '#ffffff', black: '#000000' };
+function isTinyFont(v: string): boolean {
+  const m = /^([+-]?(?:\d+\.?\d*|\.\d+))(px|pt)$/.exec(v);
+  return isZero(v) || (m?.[2] === 'px' && Number(m[1]) <= MAX_HIDDEN_FONT_PX) || (m?.[2] === 'pt' && Number(m[1]) <= MAX_HIDDEN_FONT_PT);
+}
 
-function normColor(v: string | undefined): string | undefined {
-  if (!v || v.includes(' ') || v === 'transparent' || v === 'inherit' || v === 'currentcolor') return undefined;
-  const named = NAMED_COLORS[v];
+type Rgb = readonly [number, number, number];
+
+/** Colour names mail uses, the near-white ones above all (white text on the white page). */
+const NAMED_COLORS = new Map<string, Rgb>([
+  ['white', [255, 255, 255]], ['snow', [255, 250, 250]], ['ivory', [255, 255, 240]], ['whitesmoke', [245, 245, 245]],
+  ['ghostwhite', [248, 248, 255]], ['azure', [240, 255, 255]], ['mintcream', [245, 255, 250]], ['honeydew', [240, 255, 240]],
+  ['seashell', [255, 245, 238]], ['floralwhite', [255, 250, 240]], ['aliceblue', [240, 248, 255]], ['black', [0, 0, 0]],
+  ['silver', [192, 192, 192]], ['gray', [128, 128, 128]], ['grey', [128, 128, 128]], ['red', [255, 0, 0]], ['green', [0, 128, 0]],
+  ['blue', [0, 0, 255]], ['navy', [0, 0, 128]], ['yellow', [255, 255, 0]],
+]);
+
+/** A CSS colour; undefined when it is not understood (then it is never judged the same as another). */
+function parseColor(v: string): Rgb | 'transparent' | undefined {
+  if (v === 'transparent') return 'transparent';
+  const named = NAMED_COLORS.get(v);
   if (named) return named;
-  const short = /^#([0-9a-f])([0-9a-f])([0-9a-f])$/.exec(v);
-  if (short) return `#${short[1]!.repeat(2)}${short[2]!.repeat(2)}${short[3]!.repeat(2)}`;
-  const rgb = /^rgba?\((\d+),(\d+),(\d+)(?:,1(?:\.0*)?)?\)$/.exec(v);
-  if (rgb) return `#${rgb.slice(1, 4).map((n) => Number(n).toString(16).padStart(2, '0')).join('')}`;
-  return v;
+  const hex = /^#([0-9a-f]{3,4}|[0-9a-f]{6}|[0-9a-f]{8})$/.exec(v)?.[1];
+  if (hex) {
+    const full = hex.length <= 4 ? [...hex].map((c) => c + c).join('') : hex;
+    const alpha = full.slice(6) || 'ff';
+    if (alpha !== 'ff') return alpha === '00' ? 'transparent' : undefined;
+    return [0, 2, 4].map((i) => Number.parseInt(full.slice(i, i + 2), 16)) as unknown as Rgb;
+  }
+  const rgb = /^rgba?\( ?(\d+) ?,? ?(\d+) ?,? ?(\d+) ?(?:[,/] ?([\d.]+)(%?) ?)?\)$/.exec(v);
+  if (!rgb) return undefined;
+  const alpha = rgb[4] === undefined ? 1 : Number(rgb[4]) / (rgb[5] ? 100 : 1);
+  if (alpha !== 1) return alpha === 0 ? 'transparent' : undefined;
+  return [Number(rgb[1]), Number(rgb[2]), Number(rgb[3])].map((n) => Math.min(n, 255)) as unknown as Rgb;
+}
+
+/** The background an element declares: a colour, 'unknown' (image, gradient, colour not understood), or undefined (none, transparent). */
+function backgroundOf(d: Map<string, string>): Rgb | 'unknown' | undefined {
+  const image = d.get('background-image');
+  if (image !== undefined && image !== 'none') return 'unknown';
+  const v = d.get('background-color') ?? d.get('background');
+  if (v === undefined || ['none', 'inherit', 'initial', 'unset', 'transparent'].includes(v)) return undefined;
+  if (/url\(|gradient/.test(v)) return 'unknown';
+  const tokens = v.replace(/ ?, ?/g, ',').split(' ').map(parseColor);
+  const color = tokens.find((t) => t !== undefined);
+  if (color === 'transparent') return undefined;
+  return color ?? 'unknown';
 }
 
 /** CSS on one element that hides it and everything in it, whatever the descendants say. */
 function hidesSubtree(d: Map<string, string>): boolean {
   if (d.get('display') === 'none' || d.get('mso-hide') === 'all' || isZero(d.get('opacity'))) return true;
   const clipped = d.get('overflow') === 'hidden' && ['height', 'max-height', 'width', 'max-width'].some((k) => isZero(d.get(k)));
-  const offscreen = ['text-indent', 'left', 'top', 'margin-left', 'margin-top'].some((k) => Number.parseFloat(d.get(k) ?? '') <= -500);
-  const color = normColor(d.get('color'));
-  return clipped || offscreen || (color !== undefined && color === normColor(d.get('background-color') ?? d.get('background')));
+  return clipped || ['text-indent', 'left', 'top', 'margin-left', 'margin-top'].some((k) => Number.parseFloat(d.get(k) ?? '') <= -500);
 }
 
-/** A font size that does not scale the inherited one (px, pt, rem, keywords): it undoes an inherited 0. */
+/** A font size that does not scale the inherited one (px, pt, rem, keywords): it undoes an inherited tiny one. */
 function isAbsoluteFontSize(v: string): boolean {
   return !/(?:em|ex|ch|%)$|^(?:smaller|larger|inherit)$/.test(v);
 }
@@ -163,9 +209,24 @@ function hideWords(f: Findings): (word: string) => string {
   };
 }
 
+/** Runs `render` with the findings' inherited state changed by `change`, words emptied while text is hidden. */
+function renderWith(builder: Builder, change: (f: Findings) => void, render: () => void): void {
+  const f = findingsOf(builder);
+  const saved = { invisible: f.invisible, tinyFont: f.tinyFont, color: f.color, background: f.background };
+  change(f);
+  builder.pushWordTransform(hideWords(f));
+  try {
+    render();
+  } finally {
+    builder.popWordTransform();
+    Object.assign(f, saved);
+  }
+}
+
 /**
  * Runs `render` for an element unless its attributes hide it: `hidden`, or inline CSS that hides the subtree
- * (skipped) or its text (visibility:hidden, font-size:0: rendered with its words emptied, descendants may undo).
+ * (skipped) or its text (visibility:hidden, a tiny font, the colour of the background: rendered with its words
+ * emptied, descendants may undo).
  */
 function renderVisible(elem: DomNode, builder: Builder, render: () => void): void {
   const f = findingsOf(builder);
@@ -176,21 +237,22 @@ function renderVisible(elem: DomNode, builder: Builder, render: () => void): voi
   }
   const visibility = d.get('visibility');
   const fontSize = d.get('font-size');
-  if (visibility === undefined && fontSize === undefined) {
+  const color = d.get('color');
+  const background = backgroundOf(d);
+  if (visibility === undefined && fontSize === undefined && color === undefined && background === undefined) {
     render();
     return;
   }
-  const saved = { invisible: f.invisible, zeroFont: f.zeroFont };
-  if (visibility !== undefined) f.invisible = visibility === 'hidden' || visibility === 'collapse';
-  if (fontSize !== undefined) f.zeroFont = isZero(fontSize) || (f.zeroFont && !isAbsoluteFontSize(fontSize));
-  builder.pushWordTransform(hideWords(f));
-  try {
-    render();
-  } finally {
-    builder.popWordTransform();
-    f.invisible = saved.invisible;
-    f.zeroFont = saved.zeroFont;
-  }
+  renderWith(
+    builder,
+    (s) => {
+      if (visibility !== undefined) s.invisible = visibility === 'hidden' || visibility === 'collapse';
+      if (fontSize !== undefined) s.tinyFont = isTinyFont(fontSize) || (s.tinyFont && !isAbsoluteFontSize(fontSize));
+      if (color !== undefined && color !== 'inherit' && color !== 'currentcolor') s.color = parseColor(color);
+      if (background !== undefined) s.background = background;
+    },
+    render,
+  );
 }
 
 /** For elements with `style` or `hidden`: checks them, then renders the element as its tag would be. */
@@ -239,8 +301,14 @@ function textIsTarget(text: string, href: string): boolean {
   return /^(?:[a-z][a-z0-9+.-]*:\/\/|www\.)/i.test(text) && (norm(text) === norm(href) || `http://${norm(text)}` === norm(href) || `https://${norm(text)}` === norm(href));
 }
 
+/** Links are drawn in the link colour unless they declare their own: an inherited text colour does not hide them. */
+const formatSafeAnchor: FormatCallback = (elem, walk, builder, formatOptions) => {
+  if (parseStyle(attr(elem, 'style') ?? '').has('color')) formatAnchorText(elem, walk, builder, formatOptions);
+  else renderWith(builder, (s) => { s.color = undefined; }, () => formatAnchorText(elem, walk, builder, formatOptions));
+};
+
 /** Anchor text, then the defanged target in brackets: visible, not clickable. */
-const formatSafeAnchor: FormatCallback = (elem, walk, builder) => {
+const formatAnchorText: FormatCallback = (elem, walk, builder) => {
   const f = findingsOf(builder);
   const href = (attr(elem, 'href') ?? '').trim();
   if (!href || href.startsWith('#') || textHidden(f)) {
@@ -267,7 +335,7 @@ const formatSafeAnchor: FormatCallback = (elem, walk, builder) => {
 /** Images never load: remote ones (web beacons included) are dropped, inline (cid:, data:) ones leave a note. */
 const formatDroppedImage: FormatCallback = (elem, _walk, builder) => {
   const f = findingsOf(builder);
-  if (textHidden(f)) return;
+  if (f.invisible || f.tinyFont) return; // an image stays visible in text of its background's colour
   const src = (attr(elem, 'src') ?? '').trim();
   const alt = (attr(elem, 'alt') ?? '').replace(/\s+/g, ' ').trim();
   const inline = /^(?:cid|data):/i.test(src);
@@ -529,28 +597,43 @@ function tidy(text: string, maxBlankLines: number): string {
 }
 
 /**
- * The HTML up to where it nests deeper than MAX_HTML_DEPTH, read with the parser html-to-text uses. Counts the
+ * The HTML up to where it nests deeper than MAX_HTML_DEPTH, read with the parser html-to-text uses, and the text
+ * of its `<style>` elements (none when it is cut: a rule past the cut could undo one before it). Counts the
  * scripts on the way: html-to-text drops <script> and <style> without passing them to a formatter.
  */
-function boundNesting(html: string, f: Findings, actions: string[]): string {
+function boundNesting(html: string, f: Findings, actions: string[]): { html: string; styleBlocks: string[] } {
   let depth = 0;
   let cutAt = -1;
+  const styleBlocks: string[] = [];
+  let style: string | undefined;
   const parser: Parser = new Parser({
     onopentag(name) {
       if (name === 'script') f.scripts++;
+      if (name === 'style') style = '';
       if (++depth > MAX_HTML_DEPTH && cutAt < 0) {
         cutAt = parser.startIndex;
         parser.pause();
       }
     },
-    onclosetag() {
+    ontext(text) {
+      if (style !== undefined) style += text;
+    },
+    onclosetag(name) {
       depth--;
+      if (name === 'style' && style !== undefined) styleBlocks.push(style);
+      style = undefined;
     },
   });
   parser.write(html);
-  if (cutAt < 0) return html;
+  if (cutAt < 0) return { html, styleBlocks };
   actions.push(`HTML cut where it nests deeper than ${MAX_HTML_DEPTH} levels`);
-  return `${html.slice(0, cutAt)}…`;
+  return { html: `${html.slice(0, cutAt)}…`, styleBlocks: [] };
+}
+
+/** One HTML leaf as text: nesting bounded, style sheets folded into the elements, converted, tidied. */
+function htmlToText(leaf: BodyLeaf, f: Findings, actions: string[]): string {
+  const { html, styleBlocks } = boundNesting(readLeaf(leaf, true, actions), f, actions);
+  return tidy(convertHtml(foldStyleSheets(html, styleBlocks, actions), f), 1);
 }
 
 /**
@@ -580,7 +663,10 @@ function isHtml(leaf: BodyLeaf): boolean {
 }
 
 function newFindings(): Findings {
-  return { links: 0, remoteImages: 0, inlineImages: 0, scripts: 0, forms: 0, embedded: 0, hiddenText: false, invisible: false, zeroFont: false };
+  return {
+    links: 0, remoteImages: 0, inlineImages: 0, scripts: 0, forms: 0, embedded: 0,
+    hiddenText: false, invisible: false, tinyFont: false, color: undefined, background: undefined,
+  };
 }
 
 /** Chooses the body among the message's body leaves (text/plain alternatives are used when present; else text/html is converted) and sanitizes it. */
@@ -597,7 +683,7 @@ export function sanitizeBody(leaves: readonly BodyLeaf[]): SanitizedBody {
     text = plain.join('\n\n');
     if (htmlLeaves.length > 0) actions.push('HTML alternative dropped (the plain-text one was used)');
   } else {
-    text = htmlLeaves.map((l) => tidy(convertHtml(boundNesting(readLeaf(l, true, actions), f, actions), f), 1)).filter((t) => t).join('\n\n');
+    text = htmlLeaves.map((l) => htmlToText(l, f, actions)).filter((t) => t).join('\n\n');
     if (htmlLeaves.length > 0) actions.push('HTML converted to text');
   }
   const defanged = defangText(text);

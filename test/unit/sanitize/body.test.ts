@@ -1,8 +1,8 @@
 /**
  * sanitizeBody on hostile and ordinary HTML and plain text: what a reader reads is kept (paragraphs, lists,
  * headings, tables aligned by display width), what must not reach them is gone (scripts, styles, forms, hidden
- * text, frames, images), no URL is left clickable anywhere, the plain-text alternative is preferred, and every
- * input limit holds by result.
+ * text — by inline style, style sheet or colour —, frames, images), no URL is left clickable anywhere, the
+ * plain-text alternative is preferred, and every input limit holds by result.
  */
 import { describe, expect, it } from 'vitest';
 import { defangUrl, MAX_HTML_BYTES, MAX_PLAIN_BYTES, sanitizeBody, type BodyLeaf } from '../../../src/sanitize/body.ts';
@@ -295,5 +295,129 @@ describe('limits hold by result', () => {
     const kids = '<b>x</b>'.repeat(200_000);
     expect(sanitizeBody([html(`<div>${kids}</div>`)]).text.length).toBeGreaterThan(0);
     expect(sanitizeBody([html(`<div style="display:none">${kids}</div><table style="display:none">${kids}</table>`)]).text).toBe('');
+  });
+});
+
+describe('HTML: text hidden by style sheets and colours', () => {
+  /** The body of `markup` after `css` in a <style> block, with SHOWN before and after to prove the rest stays. */
+  function withSheet(css: string, markup: string): string {
+    return sanitizeBody([html(`<html><head><style>${css}</style></head><body><p>SHOWN-BEFORE</p>${markup}<p>SHOWN-AFTER</p></body></html>`)]).text;
+  }
+
+  it.each([
+    ['display:none by class', '.h{display:none}', '<p class="h">隠し</p>'],
+    ['display:none by id', '#h { DISPLAY: NONE }', '<div id="h">隠し</div>'],
+    ['display:none by tag.class', 'span.h{display:none}', '<span class="h">隠し</span>'],
+    ['display:none by two classes', '.a.b{display:none}', '<span class="b x a">隠し</span>'],
+    ['display:none in a selector list', 'h9, .h {display:none}', '<span class="h">隠し</span>'],
+    ['display:none by descendant', '.wrap .h{display:none}', '<div class="wrap"><div><span class="h">隠し</span></div></div>'],
+    ['display:none by child', '.wrap > span{display:none}', '<div class="wrap"><span>隠し</span></div>'],
+    ['display:none by tag', 'mark{display:none}', '<mark>隠し</mark>'],
+    ['visibility:hidden, inherited', '.h{visibility:hidden}', '<div class="h"><p>隠し</p></div>'],
+    ['font-size 0', '.h{font-size:0}', '<span class="h">隠し</span>'],
+    ['font-size 1px', '.h{font-size:1px}', '<span class="h">隠し</span>'],
+    ['font-size 2px', '.h{font-size:2px}', '<span class="h">隠し</span>'],
+    ['font-size 1pt', '.h{font-size:1pt}', '<span class="h">隠し</span>'],
+    ['font shorthand 0/0', '.h{font:0/0 a}', '<span class="h">隠し</span>'],
+    ['opacity 0', '.h{opacity:0}', '<p class="h">隠し</p>'],
+    ['colour equal to its background', '.h{color:#123456;background-color:#123456}', '<p class="h">隠し</p>'],
+    ['mso-hide:all', '.h{mso-hide:all}', '<p class="h">隠し</p>'],
+    ['max-height 0 with overflow hidden', '.h{max-height:0;overflow:hidden}', '<div class="h">隠し</div>'],
+    ['height 0 with overflow hidden', '.h{height:0px;overflow:hidden}', '<div class="h">隠し</div>'],
+    ['off-screen', '.h{position:absolute;left:-9999px}', '<div class="h">隠し</div>'],
+    ['white text on the default page', '.h{color:#fff}', '<p class="h">隠し</p>'],
+    ['near-white text on the default page', '.h{color:rgb(252, 252, 252)}', '<p class="h">隠し</p>'],
+    ['transparent text', '.h{color:transparent}', '<p class="h">隠し</p>'],
+    ['!important in the sheet beats the inline style', '.h{display:none !important}', '<p class="h" style="display:block">隠し</p>'],
+    ['a later rule of the same specificity wins', '.h{display:block} .h{display:none}', '<p class="h">隠し</p>'],
+    ['a more specific rule wins over a later one', 'p.h{display:none} .h{display:block}', '<p class="h">隠し</p>'],
+    ['a rule in a second <style> block', '.h{display:none}</style><style>.x{color:red}', '<p class="h">隠し</p>'],
+  ])('%s: hidden', (_name, css, markup) => {
+    const text = withSheet(css, markup);
+    expect(text).not.toContain('隠し');
+    expect(text).toBe('SHOWN-BEFORE\n\nSHOWN-AFTER');
+  });
+
+  it.each([
+    ['display:block', '.h{display:block}', '<p class="h">見える</p>'],
+    ['display:none only inside @media', '@media (max-width: 480px){.m{display:none}}', '<p class="m">見える</p>'],
+    ['display:none undone inside @media', '.m{display:none} @media (max-width: 480px){.m{display:block !important}}', '<p class="m">見える</p>'],
+    ['display:none undone by a selector not evaluated', '.h{display:none} div > p.h:first-child{display:block}', '<div><p class="h">見える</p></div>'],
+    ['display:none behind a selector not evaluated', 'p:hover{display:none} .a + .b{display:none} [title]{display:none} *:not(p){display:none}', '<p class="b" title="t">見える</p>'],
+    ['font-size 12px', '.h{font-size:12px}', '<span class="h">見える</span>'],
+    ['font-size 0.8em', '.h{font-size:0.8em}', '<span class="h">見える</span>'],
+    ['a class that only sets the colour', '.h{color:#cc0000}', '<p class="h">見える</p>'],
+    ['a rule for another class', '.h{display:none}', '<p class="hh">見える</p>'],
+    ['a descendant rule whose ancestor is absent', '.wrap .h{display:none}', '<p class="h">見える</p>'],
+    ['visibility:hidden undone by a visible child', '.h{visibility:hidden} .v{visibility:visible}', '<div class="h"><p class="v">見える</p></div>'],
+    ['white text on a dark bgcolor', '.w{color:#ffffff}', '<table bgcolor="#003366"><tr><td><p class="w">見える</p></td></tr></table>'],
+    ['white text on a dark background set by the sheet', '.w{color:white} .dark{background:#003366 no-repeat}', '<div class="dark"><p class="w">見える</p></div>'],
+    ['white text on a background image', '.w{color:#fff} .img{background-image:url(cid:bg)}', '<div class="img"><p class="w">見える</p></div>'],
+    ['dark text on a dark bgcolor', '.d{color:#333333}', '<table><tr><td bgcolor="#003366"><span class="d">見える</span></td></tr></table>'],
+    ['a white link text: links are drawn in the link colour', '.w{color:#fff}', '<p class="w"><a href="#top">見える</a></p>'],
+    ['an unclosed rule', '.h{display:none', '<p>見える</p>'],
+    ['a mobile-only block (hidden with mso-hide too, shown by @media)', '.mo{display:none;max-height:0;overflow:hidden;mso-hide:all} @media only screen and (max-width:480px){.mo{display:block !important;max-height:none !important}}', '<div class="mo">見える</div>'],
+    ['white text whose colour a @media rule changes', '.w{color:#fff} @media (prefers-color-scheme: light){.w{color:#111}}', '<div class="w"><p>見える</p></div>'],
+    ['a tiny font a @media rule enlarges', '.t{font-size:1px} @media screen{.t{font-size:16px}}', '<div class="t"><p>見える</p></div>'],
+    ['display:none undone by a rule holding nested CSS', '.h{display:none} .h{display:block; &:hover{color:red}}', '<p class="h">見える</p>'],
+    ['display:none undone inside nested @supports and @media', '.h{display:none} @supports (display:grid){@media screen{.h{display:block}}}', '<p class="h">見える</p>'],
+  ])('%s: shown', (_name, css, markup) => {
+    expect(withSheet(css, markup)).toContain('見える');
+  });
+
+  it('the inline style beats the sheet both ways', () => {
+    expect(withSheet('.h{display:none}', '<p class="h" style="display:block">見える</p>')).toContain('見える');
+    expect(withSheet('.v{display:block}', '<p class="v" style="display:none">隠し</p>')).not.toContain('隠し');
+    expect(withSheet('.v{font-size:14px}', '<p class="v" style="font-size:1px">隠し</p>')).not.toContain('隠し');
+    expect(withSheet('.h{font-size:1px}', '<p class="h" style="font-size:14px">見える</p>')).toContain('見える');
+  });
+
+  it('colour and property names that are Object.prototype keys are just unknown values', () => {
+    const text = withSheet('.c{color:constructor;background:__proto__} .d{toString:1}', '<p class="c d" style="color:hasOwnProperty">見える</p><p style="color:constructor">二</p>');
+    expect(text).toContain('見える');
+    expect(text).toContain('二');
+  });
+
+  it('a stray end tag, which the parser turns into an element, is left as it was', () => {
+    expect(withSheet('p{font-size:14px} br{color:red}', '<div>前</p>後</br>末</div>')).toBe('SHOWN-BEFORE\n\n前\n\n後\n末\n\nSHOWN-AFTER');
+  });
+
+  it('colour attributes count: <font color> white on the page is hidden, on a dark bgcolor it is shown', () => {
+    expect(withSheet('', '<font color="#FFFFFF">隠し</font>')).not.toContain('隠し');
+    expect(withSheet('', '<body bgcolor="000000"><font color="white">見える</font></body>')).toContain('見える');
+    expect(withSheet('', '<p style="color:#fff">隠し</p>')).not.toContain('隠し');
+    expect(withSheet('', '<div style="color:#fff"><span style="color:#222">見える</span></div>')).toContain('見える');
+  });
+
+  it('says hidden text was removed; the inserted styles leave the rest of the mail as it was', () => {
+    const r = sanitizeBody([html('<style>.h{display:none}</style><p class="h">隠し <a href="https://evil.example/">x</a></p><table bgcolor="#eeeeee"><tr><td>品名</td><td>数量</td></tr></table>')]);
+    expect(r.text).toBe('品名  数量');
+    expect(r.actions).toEqual(['HTML converted to text', 'hidden text removed']);
+  });
+
+  it(`${MAX_HTML_BYTES / 1024 / 1024} MiB of CSS: the sheet is ignored with a note, the text is shown`, () => {
+    const css = `.h{display:none}${'.x{color:red;padding:1px 2px 3px 4px}\n'.repeat(60_000)}`;
+    const r = sanitizeBody([html(`<style>${css.slice(0, MAX_HTML_BYTES - 100)}</style><p class="h">見える</p>`)]);
+    expect(r.text).toContain('見える');
+    expect(r.actions).toContain('style sheet ignored (over 512 KiB): text it hides is shown');
+  });
+
+  it('100,000 rules: the sheet is ignored with a note, the text is shown', () => {
+    const r = sanitizeBody([html(`<style>.h{display:none}${'a{}'.repeat(100_000)}</style><p class="h">見える</p>`)]);
+    expect(r.text).toContain('見える');
+    expect(r.actions).toContain('style sheet ignored (over 10000 rules): text it hides is shown');
+  });
+
+  it('@media nested 30,000 deep: no stack overflow, the sheet is ignored with a note', () => {
+    const r = sanitizeBody([html(`<style>.h{display:none}${'@media screen{'.repeat(30_000)}</style><p class="h">見える</p>`)]);
+    expect(r.text).toContain('見える');
+    expect(r.actions).toContain('style sheet ignored (@media nested over 4 deep): text it hides is shown');
+  });
+
+  it('rules × elements × depth past the matching budget: the sheet is ignored with a note, the text is shown', () => {
+    const rules = Array.from({ length: 5_000 }, (_, i) => `.z${i} .a`).join(',');
+    const r = sanitizeBody([html(`<style>${rules}{display:none} .h{display:none}</style>${'<div class="a">'.repeat(150)}${'<b class="a">x</b>'.repeat(2_000)}<p class="h">見える</p>`)]);
+    expect(r.text).toContain('見える');
+    expect(r.actions).toContain('style sheet ignored (too costly to match): text it hides is shown');
   });
 });
