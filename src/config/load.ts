@@ -104,6 +104,7 @@ export function validateConfig(raw: unknown, baseDir = process.cwd()): ConfigRes
     c.smtp.tls.key = path.resolve(baseDir, c.smtp.tls.key);
   }
   if (c.clamav.hashBlocklistFile) c.clamav.hashBlocklistFile = path.resolve(baseDir, c.clamav.hashBlocklistFile);
+  if (c.antispam.rules.ruleFile) c.antispam.rules.ruleFile = path.resolve(baseDir, c.antispam.rules.ruleFile);
   return { ok: true, config: deepFreeze(c) };
 }
 

@@ -4,6 +4,11 @@
  */
 import { z } from 'zod';
 import { parseSenderPattern } from '../policy/sender-lists.ts';
+import { authConfigSchema } from '../scan/checks/auth/config.ts';
+import { reputationConfigSchema } from '../scan/checks/reputation/config.ts';
+import { rulesConfigSchema } from '../scan/checks/rules/config.ts';
+import { dnsConfigSchema } from '../scan/dns/config.ts';
+import { spoofingConfigSchema } from '../scan/checks/spoofing/config.ts';
 import { symbolGroups, symbolInfo, type SymbolGroup } from '../scan/symbols.ts';
 
 /** "host:port" with a numeric port; IPv6 hosts in brackets ("[::1]:25"). */
@@ -51,10 +56,13 @@ export const actionSchema = z.enum(actionNames);
  * Symbol and group names in policy maps must exist in the catalogue: a typo (`CLAMAV_VIRSU: reject`) would
  * otherwise be accepted and silently never match, i.e. fail open.
  */
+/** A symbol of the operators' rule file (antispam.rules.ruleFile): RULE_<NAME>. */
+const RULE_SYMBOL = /^RULE_[A-Z0-9_]+$/;
 const symbolKeyed = <T extends z.ZodType>(value: T) =>
   z.record(z.string(), value).superRefine((rec, ctx) => {
     for (const k of Object.keys(rec)) {
-      if (!symbolInfo(k)) ctx.addIssue({ code: 'custom', path: [k], message: `unknown symbol "${k}" (see docs/symbols.md)` });
+      // RULE_<NAME>: a rule of the operators' rule file (antispam.rules.ruleFile), known only once it is read.
+      if (!symbolInfo(k) && !RULE_SYMBOL.test(k)) ctx.addIssue({ code: 'custom', path: [k], message: `unknown symbol "${k}" (see docs/symbols.md)` });
     }
   });
 const groupKeyed = z.record(z.string(), z.number()).superRefine((rec, ctx) => {
@@ -360,6 +368,17 @@ export const configSchema = z
         retentionDays: z.number().int().positive().default(14),
         /** How often expired quarantine records are swept. */
         sweepIntervalMs: ms(3_600_000),
+      })
+      .strict()
+      .prefault({}),
+    /** The antispam checks' settings (scores and actions are policy's). */
+    antispam: z
+      .object({
+        dns: dnsConfigSchema.prefault({}),
+        auth: authConfigSchema.prefault({}),
+        reputation: reputationConfigSchema.prefault({}),
+        spoofing: spoofingConfigSchema.prefault({}),
+        rules: rulesConfigSchema.prefault({}),
       })
       .strict()
       .prefault({}),

@@ -5,7 +5,7 @@
  */
 import type { Action, Config, PolicyConfig, TenantConfig } from '../config/schema.ts';
 import type { Verdict } from '../scan/runner.ts';
-import { isFailSymbol, symbolInfo } from '../scan/symbols.ts';
+import { isFailSymbol, symbolInfo, type SymbolInfo } from '../scan/symbols.ts';
 import { matchSenderList, type Sender } from './sender-lists.ts';
 
 export interface Decision {
@@ -57,6 +57,8 @@ export interface DecideContext {
   scan: Config['scan'];
   /** Who sent it, for the tenant's allow and block lists; without it the lists do not apply. */
   sender?: Sender;
+  /** What the checks say of symbols outside the catalogue (rule-file rules): their group and default score. */
+  describe?: (name: string) => SymbolInfo | undefined;
 }
 
 export function decide(verdict: Verdict, tenant: TenantConfig, global: PolicyConfig, ctx: DecideContext): Decision {
@@ -68,8 +70,9 @@ export function decide(verdict: Verdict, tenant: TenantConfig, global: PolicyCon
   const byGroup = new Map<string, number>();
   let score = 0;
   for (const s of verdict.symbols) {
-    const weight = policy.scores[s.name] ?? symbolInfo(s.name)?.score ?? 0;
-    const group = symbolInfo(s.name)?.group ?? 'other';
+    const info = symbolInfo(s.name) ?? ctx.describe?.(s.name);
+    const weight = policy.scores[s.name] ?? info?.score ?? 0;
+    const group = info?.group ?? 'other';
     const cap = policy.groupCaps[group];
     const sofar = byGroup.get(group) ?? 0;
     const add = cap !== undefined && weight > 0 ? Math.max(0, Math.min(weight, cap - sofar)) : weight;

@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { ParsedMessage } from './mime-parts.ts';
+import type { SymbolInfo } from './symbols.ts';
 
 export interface SymbolHit {
   /** A name from the catalogue in symbols.ts. */
@@ -38,6 +39,11 @@ export interface Check {
   /** Emitted by the runner when this check throws, times out or cannot reach its engine (e.g. CLAMAV_FAIL). */
   readonly failSymbol: string;
   run(ctx: CheckContext): Promise<SymbolHit[]>;
+  /**
+   * Group, default score and description of a symbol this check emits that is not in the catalogue (the operators'
+   * rule-file rules, RULE_<NAME>); undefined for any other name.
+   */
+  symbolInfo?(name: string): SymbolInfo | undefined;
   /** Releases what the check holds (file watchers, sockets) when the worker stops. */
   close?(): void | Promise<void>;
 }

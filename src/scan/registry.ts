@@ -8,17 +8,31 @@ import type { Check } from './check.ts';
 import type { ClamdEndpoint } from './clamd-client.ts';
 import { createAntivirusChecks } from './checks/antivirus.ts';
 import { createMimeStructureCheck } from './checks/mime-structure.ts';
+import { createAuthCheck } from './checks/auth/index.ts';
+import { createReputationCheck } from './checks/reputation/index.ts';
+import { createRulesCheck } from './checks/rules/index.ts';
+import { createDnsResolver, type DnsResolver } from './dns/resolver.ts';
+import { createSpoofingCheck } from './checks/spoofing/index.ts';
 import { createUnscannableCheck } from './checks/unscannable.ts';
 
 /** Network endpoints of the scan engines, resolved by the composition root (managed or configured). */
 export interface ScanEngines {
   clamd: ClamdEndpoint;
+  /** The resolver of the DNS checks; by default one on antispam.dns.servers (none named: those checks are off). */
+  dns?: DnsResolver;
 }
 
 export function createChecks(config: Config, engines: ScanEngines, log: Logger): Check[] {
+  const domains = config.tenants.flatMap((t) => t.domains);
+  const { dns: dnsConfig, auth, reputation } = config.antispam;
+  const dns = engines.dns ?? (dnsConfig.servers.length ? createDnsResolver(dnsConfig) : undefined);
+  if (!dns) log.warn('antispam.dns.servers is not set: sender authentication (SPF, DKIM, DMARC, ARC) and DNSBL checks are off');
   return [
     createMimeStructureCheck(),
     ...createAntivirusChecks(config, engines.clamd, log),
     createUnscannableCheck({ archive: config.clamav.archive }),
+    ...(dns ? [createAuthCheck({ config: auth, resolver: dns, hostname: config.hostname }), createReputationCheck({ config: reputation, resolver: dns })] : []),
+    createSpoofingCheck({ ...config.antispam.spoofing, domains, names: config.tenants.map((t) => t.name) }),
+    createRulesCheck({ ...config.antispam.rules, domains, log }),
   ];
 }

@@ -89,3 +89,10 @@ export function buildMail(spec: MailSpec): Buffer {
     'latin1',
   );
 }
+
+/** `text` as one RFC 2047 encoded-word in `charset` (B or Q encoding), the way Japanese mailers write display names and subjects. */
+export function encodedWord(text: string, charset: Charset, encoding: 'B' | 'Q' = 'B'): string {
+  const bytes = encodeText(text, charset);
+  const data = encoding === 'B' ? bytes.toString('base64') : [...bytes].map((b) => `=${b.toString(16).toUpperCase().padStart(2, '0')}`).join('');
+  return `=?${charset.toUpperCase()}?${encoding}?${data}?=`;
+}

@@ -8,6 +8,7 @@
  * Probe sequences: SEC Consult's SMTP-Smuggling-Tools (inbound and outbound lists), plus the segmented
  * first-line case fixed in smtp-server (a leading ".." that arrives in its own TCP segment).
  */
+import { withoutOurHeaders } from '../helpers/delivered.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Harness, queuedId } from '../helpers/harness.ts';
 import { RawSmtp } from '../helpers/raw-smtp.ts';
@@ -65,12 +66,6 @@ function normalisedLineEnds(raw: string): string {
 }
 
 /** Strips the Received header Sekisho prepends (first header, folded over several lines). */
-function withoutOurReceived(raw: Buffer): string {
-  const text = raw.toString('latin1');
-  const m = /^Received: [^\r\n]*(\r\n[ \t][^\r\n]*)*\r\n/.exec(text);
-  expect(m, 'delivered message starts with our Received header').not.toBeNull();
-  return text.slice(m![0].length);
-}
 
 function codes(replies: string[]): string[] {
   return replies.map((r) => r.slice(0, 3));
@@ -118,7 +113,7 @@ async function expectOneMessage(name: string, body: string, replies: string[], b
   const got = delivered[0]!;
   expect(got.from).toBe(SENDER);
   expect(got.to).toEqual([RCPT]);
-  const text = withoutOurReceived(got.raw);
+  const text = withoutOurHeaders(got.raw);
   // Byte for byte the message sent, apart from line ends: the probe and the smuggled commands are body text.
   expect(text).toBe(normalisedLineEnds(body));
   expect(text).toMatch(new RegExp(`^From: Real Sender <${SENDER.replace(/\./g, '\\.')}>\\r\\n`));
@@ -213,7 +208,7 @@ describe('SMTP smuggling', () => {
       expect(delivered).toHaveLength(1);
       expect(delivered[0]!.from).toBe(SENDER);
       expect(delivered[0]!.to).toEqual([RCPT]);
-      expect(withoutOurReceived(delivered[0]!.raw)).toBe(`.\r\n${SMUGGLED}`);
+      expect(withoutOurHeaders(delivered[0]!.raw)).toBe(`.\r\n${SMUGGLED}`);
     } finally {
       c.close();
     }

@@ -14,6 +14,7 @@ import { statusFromReply, type DsnRecipient } from '../../delivery/dsn.ts';
 import { retryDelayMs } from '../../delivery/retry-delay.ts';
 import { encodeHeader } from '../../mime/compose.ts';
 import { tagSubject } from '../../delivery/subject-tag.ts';
+import { authenticationResultsHeader, stripForgedAuthResults } from '../../scan/checks/auth/authentication-results.ts';
 import { effectivePolicy } from '../../policy/decide.ts';
 import { deliveryBody, headerChanges, subjectTagFor } from '../../policy/plan.ts';
 import type { MessageKind } from '../../spool/message-store.ts';
@@ -59,8 +60,20 @@ function bodyOf(
   const tenant = deps.tenants.byId(route);
   const policy = tenant ? effectivePolicy(deps.config.policy, tenant) : null;
   const fields = policy ? headerChanges(action, route, msg.verdict, policy) : [];
-  const prefix = Buffer.from(fields.map(encodeHeader).join(''), 'utf8');
+  const prefix = Buffer.from(authResultsLine(deps.config.hostname, msg) + fields.map(encodeHeader).join(''), 'utf8');
   return { kind: body === 'raw' ? 'raw' : { sanitized: route }, prefix, subjectTag: policy ? subjectTagFor(action, policy) : null };
+}
+
+/** Our Authentication-Results header (RFC 8601), when the auth check ran: rebuilt from the stored verdict. */
+function authResultsLine(hostname: string, msg: MessageRecord): string {
+  const symbols = msg.verdict ? [...msg.verdict.symbols, ...msg.verdict.unlistedSymbols] : [];
+  if (!symbols.some((s) => /^(SPF|DKIM|DMARC|ARC|AUTH)_/.test(s.name))) return '';
+  return `Authentication-Results: ${authenticationResultsHeader(hostname, symbols)}\r\n`;
+}
+
+/** Whether the original carries Authentication-Results claiming to be ours (RFC 8601 §5): they must go. */
+function hasForgedAuthResults(msg: MessageRecord): boolean {
+  return msg.verdict?.symbols.some((s) => s.name === 'AUTH_RESULTS_FORGED') ?? false;
 }
 
 async function* concat(prefix: Buffer, rest: Readable): AsyncGenerator<Buffer> {
@@ -119,9 +132,12 @@ export async function attemptRoute(
       // Never the raw bytes instead: the job fails and, after queue.maxAttempts, the message is held as failed.
       throw new Error(`no sanitized copy of ${mid} for ${route} in the spool`);
     }
-    if (subjectTag) {
-      // Tagged mail is rare: its bytes are read whole so that the Subject line can be changed.
-      const bytes = tagSubject(raw && kind === 'raw' ? raw : await store.read(mid, kind), subjectTag);
+    const forged = kind === 'raw' && hasForgedAuthResults(msg);
+    if (subjectTag || forged) {
+      // Rare: the bytes are read whole so that header lines can be changed (the subject tag, forged results removed).
+      let bytes = raw && kind === 'raw' ? raw : await store.read(mid, kind);
+      if (forged) bytes = stripForgedAuthResults(bytes, config.hostname);
+      if (subjectTag) bytes = tagSubject(bytes, subjectTag);
       outcome = await deliverer.send({ route: url, from: msg.mailFrom, to: addresses, body: Buffer.concat([prefix, bytes]) });
     } else if (raw && kind === 'raw') {
       const body = prefix.length ? Buffer.concat([prefix, raw]) : raw;

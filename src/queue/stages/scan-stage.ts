@@ -14,6 +14,7 @@ import { DelayedError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { decide } from '../../policy/decide.ts';
 import { headerFromAddress } from '../../scan/header-from.ts';
+import type { SymbolInfo } from '../../scan/symbols.ts';
 import { mustRescan, planDelivery, sessionRejectReply, type TenantPlan } from '../../policy/plan.ts';
 import { runChecks, type Verdict } from '../../scan/runner.ts';
 import type { MessageRecord, RecipientPatch, RecipientRecord } from '../../spool/meta-store.ts';
@@ -129,6 +130,7 @@ function decideAll(deps: WorkerDeps, msg: MessageRecord, recipients: readonly Re
   const { config, tenants } = deps;
   const ageMs = Date.now() - msg.receivedAt;
   const sender = { mailFrom: msg.mailFrom, headerFrom: headerFromAddress(raw), clientIp: msg.clientIp };
+  const describe = (name: string) => deps.checks.reduce<SymbolInfo | undefined>((found, c) => found ?? c.symbolInfo?.(name), undefined);
   const decisions = new Map<string, StoredDecision>();
   for (const tenantId of new Set(recipients.map((r) => r.tenantId))) {
     const tenant = tenants.byId(tenantId);
@@ -137,7 +139,7 @@ function decideAll(deps: WorkerDeps, msg: MessageRecord, recipients: readonly Re
       decisions.set(tenantId, { action: 'quarantine', score: 0, reasons: [`tenant "${tenantId}" is no longer configured`] });
       continue;
     }
-    decisions.set(tenantId, decide(verdict, tenant, config.policy, { ageMs, scan: config.scan, sender }));
+    decisions.set(tenantId, decide(verdict, tenant, config.policy, { ageMs, scan: config.scan, sender, describe }));
   }
   return decisions;
 }

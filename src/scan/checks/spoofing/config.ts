@@ -1,0 +1,49 @@
+/**
+ * Configuration of the spoofing check (`antispam.spoofing`). Tenant domains and names are not repeated here: the
+ * composition root takes them from `tenants[]`.
+ */
+import { isIP } from 'node:net';
+import { z } from 'zod';
+
+/** An IPv4/IPv6 address or CIDR block ("192.0.2.10", "198.51.100.0/24", "2001:db8::/32"). */
+const ipOrCidr = z.string().refine((s) => {
+  const [ip, bits, extra] = s.split('/');
+  const family = isIP(ip ?? '');
+  if (!family || extra !== undefined) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return /^\d{1,3}$/.test(bits) && n <= (family === 4 ? 32 : 128);
+}, 'must be an IP address or a CIDR block like 198.51.100.0/24');
+
+const domainName = z
+  .string()
+  .regex(/^(?=.{1,253}$)(?:[a-zA-Z0-9-]{1,63}\.)*[a-zA-Z0-9-]{1,63}$/, 'must be a domain name like city-a.example.lg.jp')
+  .transform((d) => d.toLowerCase());
+
+export const spoofingConfigSchema = z
+  .object({
+    /**
+     * Connecting IPs (or CIDR blocks) of the tenants' own outbound relays, whose mail may legitimately carry a
+     * tenant domain in MAIL FROM / From and a tenant's name in a display name. Default: none, i.e. every
+     * connection is from the internet.
+     */
+    trustedRelays: z.array(ipOrCidr).default([]),
+    /**
+     * Names of officials that phishing impersonates ("山田太郎", "市長 山田太郎"). Matched inside display names
+     * after NFKC and with whitespace removed: configure the personal name alone to catch every title with it.
+     */
+    officials: z.array(z.string().trim().min(2)).default([]),
+    /**
+     * Domains (and their subdomains) never reported as look-alikes: real neighbours whose names are one edit
+     * from a tenant's. Default: none.
+     */
+    lookalikeIgnoreDomains: z.array(domainName).default([]),
+    /**
+     * Sender domains (and their subdomains) whose display names may name a tenant or an official, e.g. the
+     * prefecture's own domain or a tourism association's newsletter. Default: none.
+     */
+    displayNameAllowedDomains: z.array(domainName).default([]),
+  })
+  .strict();
+
+export type SpoofingConfig = z.infer<typeof spoofingConfigSchema>;
