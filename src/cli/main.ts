@@ -24,6 +24,8 @@ import { DEMO_MAILBOX_LISTEN } from '../config/demo.ts';
 import { checkConfigFile, formatIssues, loadConfig, type LoadedConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { createLogger, type Logger } from '../log.ts';
+import { createLocalChecks } from '../scan/registry.ts';
+import { runSpamCommand } from './spam.ts';
 import type { Pipeline } from '../queue/pipeline.ts';
 import { closeStores, createPipeline, openStores, startAdmin, startIngress, startWorker, type Running } from '../runtime.ts';
 import type { ScanEngines } from '../scan/registry.ts';
@@ -383,6 +385,15 @@ function checkConfig(file: string | undefined): number {
 }
 
 async function main(): Promise<void> {
+  // `sekisho spam …` has options of its own (--spam, --ham, --tenant, --json): it parses its arguments itself.
+  if (process.argv[2] === 'spam') {
+    process.exitCode = await runSpamCommand(process.argv.slice(3), {
+      loadConfig,
+      bayesConfig: (c) => c.antispam.bayes,
+      localChecks: (c, log) => createLocalChecks(c, log),
+    });
+    return;
+  }
   const args = parse(process.argv.slice(2));
   switch (args.command) {
     case 'check-config':
@@ -397,7 +408,7 @@ async function main(): Promise<void> {
     case 'admin':
       return runAdminRole(loadConfig(args.config), args);
     default:
-      console.log('usage: sekisho start|ingress|worker|admin [--config FILE] | sekisho check-config FILE');
+      console.log('usage: sekisho start|ingress|worker|admin [--config FILE] | sekisho check-config FILE | sekisho spam train|classify …');
       process.exitCode = args.command === 'help' ? 0 : 2;
   }
 }

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { parseSenderPattern } from '../policy/sender-lists.ts';
 import { authConfigSchema } from '../scan/checks/auth/config.ts';
+import { bayesConfigSchema } from '../scan/checks/bayes/config.ts';
 import { reputationConfigSchema } from '../scan/checks/reputation/config.ts';
 import { rulesConfigSchema } from '../scan/checks/rules/config.ts';
 import { dnsConfigSchema } from '../scan/dns/config.ts';
@@ -379,6 +380,7 @@ export const configSchema = z
         reputation: reputationConfigSchema.prefault({}),
         spoofing: spoofingConfigSchema.prefault({}),
         rules: rulesConfigSchema.prefault({}),
+        bayes: bayesConfigSchema.prefault({}),
       })
       .strict()
       .prefault({}),
