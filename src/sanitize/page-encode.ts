@@ -204,7 +204,8 @@ export async function encodePage(page: RgbPixels): Promise<EncodedPage> {
   return encodeJpeg(page, c.grey);
 }
 
-function pngChunk(type: string, data: Buffer): Buffer {
+/** One PNG chunk: length, type, data, CRC (also used by the tests to build hostile PNGs). */
+export function pngChunk(type: string, data: Buffer): Buffer {
   const head = Buffer.alloc(8);
   head.writeUInt32BE(data.length, 0);
   head.write(type, 4, 'latin1');

@@ -5,9 +5,10 @@
  */
 import zlib from 'node:zlib';
 import sharp from 'sharp';
+import { reasonOf } from '../../helpers/conversion.ts';
 import { describe, expect, it } from 'vitest';
 import { sanitizeImage } from '../../../src/sanitize/image.ts';
-import { ConversionError } from '../../../src/sanitize/types.ts';
+import { pngChunk } from '../../../src/sanitize/page-encode.ts';
 
 /** A photo-like picture: a colour gradient with noise, so JPEG sizes behave like a photograph's. */
 async function photoRgb(width: number, height: number): Promise<sharp.Sharp> {
@@ -30,23 +31,7 @@ function withComment(jpeg: Buffer, text: string): Buffer {
   return Buffer.concat([jpeg.subarray(0, 2), segment, jpeg.subarray(2)]);
 }
 
-function pngChunk(type: string, data: Buffer): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, 'latin1');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(zlib.crc32(data, zlib.crc32(head.subarray(4))), 0);
-  return Buffer.concat([head, data, crc]);
-}
 
-async function reasonOf(p: Promise<unknown>): Promise<string> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ConversionError);
-  return (err as ConversionError).reason;
-}
 
 describe('sanitizeImage', () => {
   it('drops EXIF with GPS, XMP, the ICC profile and comments from a JPEG, keeping it a JPEG of the same size', async () => {

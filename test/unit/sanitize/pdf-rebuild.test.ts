@@ -27,8 +27,8 @@ import {
 } from 'pdf-lib';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
+import { reasonOf } from '../../helpers/conversion.ts';
 import { rebuildPdf } from '../../../src/sanitize/pdf-rebuild.ts';
-import { ConversionError } from '../../../src/sanitize/types.ts';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'sekisho-pdf-rebuild-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -125,14 +125,6 @@ function poppler(tool: 'pdffonts' | 'pdftotext', pdf: Buffer): string {
   return execFileSync(tool, tool === 'pdftotext' ? [file, '-'] : [file], { encoding: 'utf8' });
 }
 
-async function reasonOf(p: Promise<unknown>): Promise<string> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ConversionError);
-  return (err as ConversionError).reason;
-}
 
 async function textPdf(pages: number, size: [number, number] = [595, 842]): Promise<Buffer> {
   const doc = await PDFDocument.create();
