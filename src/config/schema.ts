@@ -7,6 +7,7 @@ import { parseSenderPattern } from '../policy/sender-lists.ts';
 import { authConfigSchema } from '../scan/checks/auth/config.ts';
 import { bayesConfigSchema } from '../scan/checks/bayes/config.ts';
 import { reputationConfigSchema } from '../scan/checks/reputation/config.ts';
+import { rspamdConfigSchema } from '../scan/checks/rspamd/config.ts';
 import { rulesConfigSchema } from '../scan/checks/rules/config.ts';
 import { dnsConfigSchema } from '../scan/dns/config.ts';
 import { spoofingConfigSchema } from '../scan/checks/spoofing/config.ts';
@@ -57,12 +58,12 @@ export const actionSchema = z.enum(actionNames);
  * Symbol and group names in policy maps must exist in the catalogue: a typo (`CLAMAV_VIRSU: reject`) would
  * otherwise be accepted and silently never match, i.e. fail open.
  */
-/** A symbol of the operators' rule file (antispam.rules.ruleFile): RULE_<NAME>. */
-const RULE_SYMBOL = /^RULE_[A-Z0-9_]+$/;
+/** A symbol named at run time: a rule of the operators' rule file (RULE_<NAME>), or one Rspamd relayed (RSPAMD_<NAME>). */
+const RULE_SYMBOL = /^(RULE|RSPAMD)_[A-Z0-9_]+$/;
 const symbolKeyed = <T extends z.ZodType>(value: T) =>
   z.record(z.string(), value).superRefine((rec, ctx) => {
     for (const k of Object.keys(rec)) {
-      // RULE_<NAME>: a rule of the operators' rule file (antispam.rules.ruleFile), known only once it is read.
+      // RULE_<NAME>, RSPAMD_<NAME>: known only once the rule file is read, or Rspamd answers.
       if (!symbolInfo(k) && !RULE_SYMBOL.test(k)) ctx.addIssue({ code: 'custom', path: [k], message: `unknown symbol "${k}" (see docs/symbols.md)` });
     }
   });
@@ -381,6 +382,7 @@ export const configSchema = z
         spoofing: spoofingConfigSchema.prefault({}),
         rules: rulesConfigSchema.prefault({}),
         bayes: bayesConfigSchema.prefault({}),
+        rspamd: rspamdConfigSchema.prefault({}),
       })
       .strict()
       .prefault({}),

@@ -11,6 +11,7 @@ import { createMimeStructureCheck } from './checks/mime-structure.ts';
 import { createAuthCheck } from './checks/auth/index.ts';
 import { createBayesCheck, openBayesStore } from './checks/bayes/index.ts';
 import { createReputationCheck } from './checks/reputation/index.ts';
+import { createRspamdCheck } from './checks/rspamd/index.ts';
 import { createRulesCheck } from './checks/rules/index.ts';
 import { createDnsResolver, type DnsResolver } from './dns/resolver.ts';
 import { createSpoofingCheck } from './checks/spoofing/index.ts';
@@ -24,7 +25,7 @@ export interface ScanEngines {
 }
 
 export function createChecks(config: Config, engines: ScanEngines, log: Logger): Check[] {
-  const { dns: dnsConfig, auth, reputation } = config.antispam;
+  const { dns: dnsConfig, auth, reputation, rspamd } = config.antispam;
   const dns = engines.dns ?? (dnsConfig.servers.length ? createDnsResolver(dnsConfig) : undefined);
   if (!dns) log.warn('antispam.dns.servers is not set: sender authentication (SPF, DKIM, DMARC, ARC) and DNSBL checks are off');
   return [
@@ -32,6 +33,7 @@ export function createChecks(config: Config, engines: ScanEngines, log: Logger):
     ...createAntivirusChecks(config, engines.clamd, log),
     ...(dns ? [createAuthCheck({ config: auth, resolver: dns, hostname: config.hostname }), createReputationCheck({ config: reputation, resolver: dns })] : []),
     ...(config.antispam.bayes.enabled ? [createStoredBayesCheck(config)] : []),
+    ...(rspamd.url ? [createRspamdCheck({ config: { ...rspamd, url: rspamd.url } })] : []),
   ];
 }
 

@@ -4,7 +4,7 @@
  * (kept in sync by test/unit/scan/symbols.test.ts).
  */
 /** Symbol groups: the unit of policy.groupCaps. */
-export const symbolGroups = ['headers', 'mime', 'antivirus', 'archive', 'unscannable', 'system', 'bayes', 'spoofing', 'content', 'phishing', 'rules', 'auth', 'reputation'] as const;
+export const symbolGroups = ['headers', 'mime', 'antivirus', 'archive', 'unscannable', 'system', 'bayes', 'spoofing', 'content', 'phishing', 'rules', 'auth', 'reputation', 'rspamd'] as const;
 export type SymbolGroup = (typeof symbolGroups)[number];
 
 export interface SymbolInfo {
@@ -110,6 +110,14 @@ export const symbols = {
   RBL_TEMPERROR: { group: 'system', score: 0, description: 'a DNSBL lookup for the connecting IP got no answer or an error answer (timeout, SERVFAIL, 127.255.255.x refusal)' },
   URIBL_TEMPERROR: { group: 'system', score: 0, description: 'a URIBL/DBL lookup for a body URL domain got no answer or an error answer' },
   REPUTATION_FAIL: { group: 'system', score: 0, description: 'the reputation check failed (timeout or crash)' },
+  // rspamd check (src/scan/checks/rspamd/): Rspamd's action; its own symbols come as unlisted RSPAMD_<NAME> (group rspamd, score 0)
+  RSPAMD_REJECT: { group: 'rspamd', score: 10, description: 'Rspamd says reject (its score reached its reject threshold, or a rule such as GTUBE forces it)' },
+  RSPAMD_SOFT_REJECT: { group: 'rspamd', score: 0, description: 'Rspamd says try again later (soft reject, e.g. its rate limits)' },
+  RSPAMD_REWRITE_SUBJECT: { group: 'rspamd', score: 5, description: 'Rspamd says spam: rewrite the subject' },
+  RSPAMD_ADD_HEADER: { group: 'rspamd', score: 5, description: 'Rspamd says probable spam: add a spam header' },
+  RSPAMD_GREYLIST: { group: 'rspamd', score: 0, description: 'Rspamd says greylist (suspicious, below its spam threshold)' },
+  RSPAMD_NO_ACTION: { group: 'rspamd', score: 0, description: 'Rspamd found nothing to act on' },
+  RSPAMD_FAIL: { group: 'system', score: 0, description: 'Rspamd could not be reached, timed out or gave an answer that is not its JSON' },
 } as const satisfies Record<string, SymbolInfo>;
 
 export type SymbolName = keyof typeof symbols;
