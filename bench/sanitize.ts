@@ -22,7 +22,7 @@
  * rows that start processes of their own, how to read their peak RSS and how to stop them.
  *
  * Options: --quick (fewer inputs and passes, for a smoke run), --repeat N (passes over the inputs, default 3),
- * --dpi N (150).
+ * --dpi N (150), --json FILE (the figures as JSON too: scripts/make-bench-chart.ts draws docs/img/bench-sanitize.png).
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -50,6 +50,7 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     repeat: { type: 'string' },
     dpi: { type: 'string', default: '150' },
+    json: { type: 'string' },
     /** Internal: run one row in this (child) process, on the inputs in this directory. */
     row: { type: 'string' },
     inputs: { type: 'string' },
@@ -606,11 +607,25 @@ async function main(): Promise<void> {
     ];
     const lines: string[][] = [];
     const summary: string[][] = [];
+    const json: unknown[] = [];
     for (const [i, row] of rows(root).entries()) {
       const { ours, base } = await rowInChild(i, root);
       lines.push(line(row, ours, base));
       console.log(lines.at(-1)?.join(' | '));
       for (const t of row.targets) summary.push([row.label, t.label, t.figure(ours, base), t.met(ours, base) ? '✓' : '✗']);
+      json.push({
+        label: row.label,
+        p50Ms: p50(ours),
+        msPerPage: msPerPage(ours),
+        kbPerPage: kbPerPage(ours),
+        outPerIn: ours.outBytes / ours.inBytes,
+        peakRssMb: ours.peakRssMb,
+        popplerMsPerPage: base ? msPerPage(base) : null,
+        targets: row.targets.map((t) => ({ label: t.label, measured: t.figure(ours, base), met: t.met(ours, base) })),
+      });
+    }
+    if (typeof args.json === 'string') {
+      writeFileSync(args.json, `${JSON.stringify({ date: new Date().toISOString(), load, dpi, repeat, quick, rows: json }, null, 1)}\n`);
     }
     console.log(`\n${table(header, lines, 3)}`);
     console.log(
