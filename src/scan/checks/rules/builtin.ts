@@ -108,9 +108,10 @@ export function runBuiltins(parsed: ParsedMessage, view: MessageView, opts: Buil
     if (r.domain && !fromDomains.has(registrable(r.domain))) add('REPLYTO_OTHER_DOMAIN', `From ${from.map((a) => a.address).join(', ')}, Reply-To ${r.address}`);
   }
 
-  const hiddenChars = view.hiddenText.replace(/\s/g, '').length;
-  const visibleChars = view.bodyText.replace(/\s/g, '').length;
-  if (view.htmlOnly && (hiddenChars >= MIN_HIDDEN_CHARS || (hiddenChars >= MIN_HIDDEN_CHARS_OUTWEIGHING && hiddenChars > visibleChars))) {
+  // Only HTML-only mail is measured: counting a whole plain-text body's characters cost ~1 ms per 100 KB.
+  const hiddenChars = view.htmlOnly ? view.hiddenText.replace(/\s/g, '').length : 0;
+  const visibleChars = hiddenChars ? view.bodyText.replace(/\s/g, '').length : 0;
+  if (hiddenChars >= MIN_HIDDEN_CHARS || (hiddenChars >= MIN_HIDDEN_CHARS_OUTWEIGHING && hiddenChars > visibleChars)) {
     add('HTML_ONLY_HIDDEN_TEXT', `${hiddenChars} hidden characters, ${visibleChars} visible: "${excerpt(view.hiddenText.replace(/\s+/g, ' ').trim())}"`);
   }
 
