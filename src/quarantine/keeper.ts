@@ -6,14 +6,17 @@
  */
 import type { Config } from '../config/schema.ts';
 import type { TenantIndex } from '../config/tenants.ts';
-import type { MetaStore } from '../spool/meta-store.ts';
+import type { MessageRecord, MetaStore } from '../spool/meta-store.ts';
 import { liveQuarantineStates, type QuarantineKind, type QuarantineStore } from './quarantine-store.ts';
 
 const DAY_MS = 24 * 3_600_000;
 
+/** What a record takes from the message: the caller has it in hand, with the verdict it is acting on. */
+export type KeptMessage = Pick<MessageRecord, 'id' | 'mailFrom' | 'subject' | 'verdict'>;
+
 /** What the pipeline needs of the quarantine (WorkerDeps.quarantine). */
 export interface QuarantineKeeper {
-  keep(mid: string, tenantId: string, kind: QuarantineKind, reasons: readonly string[]): Promise<void>;
+  keep(msg: KeptMessage, tenantId: string, kind: QuarantineKind, reasons: readonly string[]): Promise<void>;
   /** Whether a live record (held, or in the release workflow) still needs the message's bytes. */
   holds(mid: string): Promise<boolean>;
 }
@@ -42,13 +45,11 @@ export class StoreQuarantineKeeper implements QuarantineKeeper {
     return (await this.#store.ofMessage(mid)).some((r) => liveQuarantineStates.includes(r.state));
   }
 
-  async keep(mid: string, tenantId: string, kind: QuarantineKind, reasons: readonly string[]): Promise<void> {
-    const msg = await this.#meta.getMessage(mid);
-    if (!msg) throw new Error(`cannot quarantine ${mid}: no such message`);
-    const recipients = (await this.#meta.getRecipients(mid)).filter((r) => r.tenantId === tenantId).map((r) => r.address);
+  async keep(msg: KeptMessage, tenantId: string, kind: QuarantineKind, reasons: readonly string[]): Promise<void> {
+    const recipients = (await this.#meta.getRecipients(msg.id)).filter((r) => r.tenantId === tenantId).map((r) => r.address);
     const now = this.#now();
     await this.#store.hold({
-      messageId: mid,
+      messageId: msg.id,
       tenantId,
       kind,
       recipients,

@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { composeMessage } from '../../src/mime/compose.ts';
 import type { AnyStage } from '../../src/queue/stage.ts';
 import { stages } from '../../src/queue/stages.ts';
-import type { QuarantineKeeper } from '../../src/quarantine/keeper.ts';
+import type { KeptMessage, QuarantineKeeper } from '../../src/quarantine/keeper.ts';
 import type { SanitizeRequest, Sanitizer } from '../../src/sanitize/sanitizer.ts';
 import { Harness, queuedId } from '../helpers/harness.ts';
 import { newMessage } from '../helpers/new-message.ts';
@@ -44,8 +44,8 @@ class TextSanitizer implements Sanitizer {
 
 class KeptOriginals implements QuarantineKeeper {
   readonly kept: [string, string, string, readonly string[]][] = [];
-  async keep(mid: string, tenantId: string, kind: string, reasons: readonly string[]) {
-    this.kept.push([mid, tenantId, kind, reasons]);
+  async keep(msg: KeptMessage, tenantId: string, kind: string, reasons: readonly string[]) {
+    this.kept.push([msg.id, tenantId, kind, reasons]);
   }
   async holds(mid: string) {
     return this.kept.some(([m]) => m === mid);

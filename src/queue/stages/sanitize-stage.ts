@@ -26,7 +26,7 @@ async function hold(deps: WorkerDeps, msg: MessageRecord, route: string, mine: r
   const decision = msg.verdict?.decisions[route] ?? { action: 'sanitize' as const, score: 0, reasons: [] };
   const [plan] = planDelivery(new Map([[route, decision]]), mine, { sanitizer: false });
   if (!plan || plan.state !== 'quarantined') throw new Error(`the plan for ${route} without a sanitizer does not hold the message`);
-  await deps.quarantine?.keep(mid, route, 'held', [plan.response ?? 'sanitizer not available']);
+  await deps.quarantine?.keep(msg, route, 'held', [plan.response ?? 'sanitizer not available']);
   await deps.meta.updateRecipients(
     mid,
     mine.map((r) => r.address),
@@ -80,7 +80,7 @@ async function processSanitize(job: Job<RouteJobData>, deps: WorkerDeps): Promis
   const kind: MessageKind = { sanitized: route };
   if (!(await store.exists(mid, kind))) await makeCopy(deps, msg, route, mine, kind, log);
   // Again on a re-run: the hook is idempotent, and a crash may have come between the copy and the hook.
-  await deps.quarantine?.keep(mid, route, 'original', msg.verdict?.decisions[route]?.reasons ?? []);
+  await deps.quarantine?.keep(msg, route, 'original', msg.verdict?.decisions[route]?.reasons ?? []);
   const due = Math.min(...mine.map((r) => r.nextAttemptAt ?? 0));
   return { handOffs: [routeHandOff('deliver', mid, route, due - Date.now())] };
 }

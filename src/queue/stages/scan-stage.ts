@@ -199,10 +199,8 @@ async function scanAndDecide(
   }
   // The quarantine records first: a crash before the update below scans again and records the same hold again
   // (idempotent); the other order could leave held bytes that no record knows of.
-  const held = plans.filter((p) => p.state === 'quarantined');
-  if (deps.quarantine && held.length) {
-    await meta.updateMessage(mid, { verdict: record }); // the record lists the verdict's symbols
-    for (const p of held) await deps.quarantine.keep(mid, p.tenantId, 'held', p.response ? [p.response] : []);
+  for (const p of plans.filter((p) => p.state === 'quarantined')) {
+    await deps.quarantine?.keep({ ...msg, verdict: record }, p.tenantId, 'held', p.response ? [p.response] : []);
   }
   await meta.update(mid, { recipients: patches, message: { state: 'delivering', verdict: record, lastError: null } });
   log.info({ symbols: verdict.symbols.map((s) => s.name), actions: Object.fromEntries(plans.map((p) => [p.tenantId, p.action])) }, 'scanned');

@@ -48,7 +48,7 @@ describe('finalizeIfDone and the quarantine', () => {
     const msg = newMessage({ recipients: [{ address: 'u@city-a.example.lg.jp', tenantId: 'city-a' }] });
     await store.write(msg.id, Readable.from([Buffer.from('Subject: x\r\n\r\nbody\r\n')]));
     await meta.insertMessage(msg);
-    await keeper.keep(msg.id, 'city-a', 'held', ['score 12 ≥ quarantine threshold 10']);
+    await keeper.keep({ ...msg, verdict: null }, 'city-a', 'held', ['score 12 ≥ quarantine threshold 10']);
     await meta.update(msg.id, { message: { state: 'delivering' }, recipients: [{ patch: { state: 'quarantined', action: 'quarantine' } }] });
     return msg.id;
   }
