@@ -5,6 +5,7 @@
  * `example.com` does not match `evil-example.com`, nor `mail.example.com` without `*.`.
  */
 import { BlockList, isIP } from 'node:net';
+import { addIpPattern, inIpList } from '../ip-list.ts';
 
 export type SenderPattern =
   | { kind: 'address'; address: string }
@@ -16,20 +17,9 @@ const DOMAIN = /^(?=.{1,253}$)([a-z0-9_-]{1,63}\.)*[a-z0-9-]{1,63}$/;
 /** The entry parsed, or null when it is none of the accepted forms (the config schema reports it). */
 export function parseSenderPattern(raw: string): SenderPattern | null {
   const s = raw.trim().toLowerCase();
-  const slash = s.indexOf('/');
-  const ip = slash < 0 ? s : s.slice(0, slash);
-  const family = isIP(ip);
-  if (family) {
+  if (isIP(s.split('/')[0] ?? '')) {
     const list = new BlockList();
-    const type = family === 6 ? 'ipv6' : 'ipv4';
-    if (slash < 0) {
-      list.addAddress(ip, type);
-      return { kind: 'ip', list };
-    }
-    const bits = Number(s.slice(slash + 1));
-    if (!/^\d{1,3}$/.test(s.slice(slash + 1)) || bits > (family === 6 ? 128 : 32)) return null;
-    list.addSubnet(ip, bits, type);
-    return { kind: 'ip', list };
+    return addIpPattern(list, s) ? { kind: 'ip', list } : null;
   }
   const at = s.lastIndexOf('@');
   if (at > 0) return DOMAIN.test(s.slice(at + 1)) ? { kind: 'address', address: s } : null;
@@ -60,10 +50,8 @@ function matches(p: SenderPattern, sender: Sender): boolean {
         const d = domainOf(a);
         return d === p.domain || (p.subdomains && d.endsWith(`.${p.domain}`));
       });
-    case 'ip': {
-      const family = isIP(sender.clientIp);
-      return family !== 0 && p.list.check(sender.clientIp, family === 6 ? 'ipv6' : 'ipv4');
-    }
+    case 'ip':
+      return inIpList(p.list, sender.clientIp);
   }
 }
 

@@ -34,6 +34,8 @@ describe('sender lists', () => {
     expect(matchSenderList(['198.51.100.0/24'], sender('a@x.example'))).toBe('198.51.100.0/24');
     expect(matchSenderList(['198.51.100.8'], sender('a@x.example'))).toBeNull();
     expect(matchSenderList(['2001:db8::/32'], sender('a@x.example', null, '2001:db8::25'))).not.toBeNull();
+    // An IPv4 client seen through an IPv6 socket is the IPv4 address it is.
+    expect(matchSenderList(['198.51.100.0/24'], sender('a@x.example', null, '::ffff:198.51.100.7'))).toBe('198.51.100.0/24');
     expect(matchSenderList(['198.51.100.0/24'], sender('a@198.51.100.7', null, '203.0.113.1'))).toBeNull();
   });
 });

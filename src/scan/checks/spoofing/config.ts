@@ -2,18 +2,12 @@
  * Configuration of the spoofing check (`antispam.spoofing`). Tenant domains and names are not repeated here: the
  * composition root takes them from `tenants[]`.
  */
-import { isIP } from 'node:net';
+import { BlockList } from 'node:net';
 import { z } from 'zod';
+import { addIpPattern } from '../../../ip-list.ts';
 
 /** An IPv4/IPv6 address or CIDR block ("192.0.2.10", "198.51.100.0/24", "2001:db8::/32"). */
-const ipOrCidr = z.string().refine((s) => {
-  const [ip, bits, extra] = s.split('/');
-  const family = isIP(ip ?? '');
-  if (!family || extra !== undefined) return false;
-  if (bits === undefined) return true;
-  const n = Number(bits);
-  return /^\d{1,3}$/.test(bits) && n <= (family === 4 ? 32 : 128);
-}, 'must be an IP address or a CIDR block like 198.51.100.0/24');
+const ipOrCidr = z.string().refine((s) => addIpPattern(new BlockList(), s), 'must be an IP address or a CIDR block like 198.51.100.0/24');
 
 const domainName = z
   .string()

@@ -11,7 +11,8 @@
  * The body is never read: a newsletter that mentions the city is not a spoof. Details name the field, the
  * address and what it imitates, e.g. `header From: x@city-a.exarnple.lg.jp imitates city-a.example.lg.jp (homoglyph)`.
  */
-import { BlockList, isIP } from 'node:net';
+import { BlockList } from 'node:net';
+import { addIpPattern, inIpList } from '../../../ip-list.ts';
 import type { Check, CheckContext, SymbolHit } from '../../check.ts';
 import type { SymbolName } from '../../symbols.ts';
 import type { SpoofingConfig } from './config.ts';
@@ -37,19 +38,8 @@ function squeeze(s: string): string {
 
 function trustedRelays(list: readonly string[]): BlockList {
   const blocks = new BlockList();
-  for (const entry of list) {
-    const [ip = '', bits] = entry.split('/');
-    const type = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
-    if (bits === undefined) blocks.addAddress(ip, type);
-    else blocks.addSubnet(ip, Number(bits), type);
-  }
+  for (const entry of list) addIpPattern(blocks, entry); // validated by the config schema
   return blocks;
-}
-
-function isTrusted(blocks: BlockList, ip: string): boolean {
-  const bare = ip.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
-  const family = isIP(bare);
-  return family !== 0 && blocks.check(bare, family === 6 ? 'ipv6' : 'ipv4');
 }
 
 export function createSpoofingCheck(opts: SpoofingCheckOptions): Check {
@@ -73,7 +63,7 @@ export function createSpoofingCheck(opts: SpoofingCheckOptions): Check {
     failSymbol: 'SPOOFING_FAIL',
     async run(ctx: CheckContext): Promise<SymbolHit[]> {
       const parsed = await ctx.parsed();
-      const fromInternet = !isTrusted(relays, ctx.envelope.clientIp);
+      const fromInternet = !inIpList(relays, ctx.envelope.clientIp);
       const found = new Map<SymbolName, Set<string>>();
       const add = (name: SymbolName, detail: string) => found.set(name, (found.get(name) ?? new Set<string>()).add(detail));
 
