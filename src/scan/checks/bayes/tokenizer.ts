@@ -13,6 +13,7 @@
  */
 import { decodeText } from '../../../sanitize/charset.ts';
 import type { MimePart, ParsedMessage } from '../../mime-parts.ts';
+import { decodeHeaderWords } from '../spoofing/mail-address.ts';
 
 export interface TokenizeLimits {
   maxTokensPerMessage: number;
@@ -43,7 +44,6 @@ const KATAKANA_RUN = /([\p{Script=Katakana}ー]+)/u;
 const KATAKANA_ONLY = /^[\p{Script=Katakana}ー]+$/u;
 const LATIN_WORD = /[\p{L}\p{N}][\p{L}\p{N}'’$€£¥-]*/gu;
 const URL = /\b(?:https?:\/\/|www\.)[^\s<>"'`()[\]{}\\^|\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]+/gi;
-const ENCODED_WORD = /=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=/g;
 const SECOND_LEVEL = new Set(['co', 'ne', 'or', 'ac', 'go', 'lg', 'ed', 'gr', 'ad', 'com', 'net', 'org', 'gov', 'edu']);
 
 /**
@@ -52,16 +52,7 @@ const SECOND_LEVEL = new Set(['co', 'ne', 'or', 'ac', 'go', 'lg', 'ed', 'gr', 'a
  */
 export function decodeHeaderValue(value: string): string {
   const head = value.slice(0, MAX_HEADER_CHARS);
-  const text = /[\x80-\xff]/.test(head) ? decodeText(Buffer.from(head, 'latin1'), null) : head;
-  return text
-    .replace(/(\?=)\s+(=\?)/g, '$1$2')
-    .replace(ENCODED_WORD, (_all, charset: string, enc: string, data: string) => {
-      const bytes =
-        enc.toLowerCase() === 'b'
-          ? Buffer.from(data, 'base64')
-          : Buffer.from(data.replace(/_/g, ' ').replace(/=([0-9a-fA-F]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1');
-      return decodeText(bytes, charset.replace(/\*.*$/, ''));
-    });
+  return decodeHeaderWords(/[\x80-\xff]/.test(head) ? decodeText(Buffer.from(head, 'latin1'), null) : head);
 }
 
 function normalise(text: string): string {
