@@ -3,6 +3,7 @@
  * that an ordinary installation can keep; `docs/config.md` documents each of them.
  */
 import { z } from 'zod';
+import { DOMAIN_NAME } from './domain-name.ts';
 import { parseSenderPattern } from '../policy/sender-lists.ts';
 import { authConfigSchema } from '../scan/checks/auth/config.ts';
 import { bayesConfigSchema } from '../scan/checks/bayes/config.ts';
@@ -48,7 +49,7 @@ const deliverTo = z
 const domain = z
   .string()
   .min(1)
-  .regex(/^(?=.{1,253}$)([a-zA-Z0-9-]{1,63}\.)*[a-zA-Z0-9-]{1,63}$/, 'must be a domain name like city-a.example.lg.jp')
+  .regex(DOMAIN_NAME, 'must be a domain name like city-a.example.lg.jp')
   .transform((d) => d.toLowerCase());
 
 export const actionNames = ['deliver', 'deliver-tagged', 'sanitize', 'quarantine', 'reject', 'tempfail'] as const;

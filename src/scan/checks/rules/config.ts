@@ -3,11 +3,9 @@
  * passes them (links to them never make phishing wording a finding).
  */
 import { z } from 'zod';
+import { domainName } from '../../../config/domain-name.ts';
 
-const domainName = z
-  .string()
-  .regex(/^(?=.{1,253}$)(?:[a-zA-Z0-9-]{1,63}\.)*[a-zA-Z0-9-]{1,63}$/, 'must be a domain name like bit.ly')
-  .transform((d) => d.toLowerCase());
+const domain = domainName('bit.ly');
 
 /** Public URL shorteners: a link through one hides where it goes. */
 export const DEFAULT_SHORTENER_DOMAINS = [
@@ -27,12 +25,12 @@ export const rulesConfigSchema = z
      */
     ruleFile: z.string().min(1).optional(),
     /** Hosts (and their subdomains) reported as URL_SHORTENER. Default: the common public shorteners. */
-    shortenerDomains: z.array(domainName).default(DEFAULT_SHORTENER_DOMAINS),
+    shortenerDomains: z.array(domain).default(DEFAULT_SHORTENER_DOMAINS),
     /**
      * Hosts (and their subdomains) whose links do not make Japanese phishing wording a finding, besides the
      * tenant domains. Default: lg.jp, go.jp and the three big parcel carriers.
      */
-    officialDomains: z.array(domainName).default(DEFAULT_OFFICIAL_DOMAINS),
+    officialDomains: z.array(domain).default(DEFAULT_OFFICIAL_DOMAINS),
   })
   .strict();
 

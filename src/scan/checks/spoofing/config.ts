@@ -4,15 +4,13 @@
  */
 import { BlockList } from 'node:net';
 import { z } from 'zod';
+import { domainName } from '../../../config/domain-name.ts';
 import { addIpPattern } from '../../../ip-list.ts';
 
 /** An IPv4/IPv6 address or CIDR block ("192.0.2.10", "198.51.100.0/24", "2001:db8::/32"). */
 const ipOrCidr = z.string().refine((s) => addIpPattern(new BlockList(), s), 'must be an IP address or a CIDR block like 198.51.100.0/24');
 
-const domainName = z
-  .string()
-  .regex(/^(?=.{1,253}$)(?:[a-zA-Z0-9-]{1,63}\.)*[a-zA-Z0-9-]{1,63}$/, 'must be a domain name like city-a.example.lg.jp')
-  .transform((d) => d.toLowerCase());
+const domain = domainName();
 
 export const spoofingConfigSchema = z
   .object({
@@ -31,12 +29,12 @@ export const spoofingConfigSchema = z
      * Domains (and their subdomains) never reported as look-alikes: real neighbours whose names are one edit
      * from a tenant's. Default: none.
      */
-    lookalikeIgnoreDomains: z.array(domainName).default([]),
+    lookalikeIgnoreDomains: z.array(domain).default([]),
     /**
      * Sender domains (and their subdomains) whose display names may name a tenant or an official, e.g. the
      * prefecture's own domain or a tourism association's newsletter. Default: none.
      */
-    displayNameAllowedDomains: z.array(domainName).default([]),
+    displayNameAllowedDomains: z.array(domain).default([]),
   })
   .strict();
 
