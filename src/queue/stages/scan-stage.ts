@@ -12,7 +12,9 @@
  */
 import { DelayedError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
+import type { TenantConfig } from '../../config/schema.ts';
 import { decide } from '../../policy/decide.ts';
+import type { Sender } from '../../policy/sender-lists.ts';
 import { headerFromAddress } from '../../scan/header-from.ts';
 import type { SymbolInfo } from '../../scan/symbols.ts';
 import { mustRescan, planDelivery, sessionRejectReply, type TenantPlan } from '../../policy/plan.ts';
@@ -129,7 +131,10 @@ async function scan(deps: WorkerDeps, msg: MessageRecord, recipients: readonly R
 function decideAll(deps: WorkerDeps, msg: MessageRecord, recipients: readonly RecipientRecord[], verdict: Verdict, raw: Buffer): Map<string, StoredDecision> {
   const { config, tenants } = deps;
   const ageMs = Date.now() - msg.receivedAt;
-  const sender = { mailFrom: msg.mailFrom, headerFrom: headerFromAddress(raw), clientIp: msg.clientIp };
+  // The header From is read only for a tenant with allow or block lists: most have none.
+  let sender: Sender | undefined;
+  const senderFor = (t: TenantConfig) =>
+    t.allow.length || t.block.length ? (sender ??= { mailFrom: msg.mailFrom, headerFrom: headerFromAddress(raw), clientIp: msg.clientIp }) : undefined;
   const describe = (name: string) => deps.checks.reduce<SymbolInfo | undefined>((found, c) => found ?? c.symbolInfo?.(name), undefined);
   const decisions = new Map<string, StoredDecision>();
   for (const tenantId of new Set(recipients.map((r) => r.tenantId))) {
@@ -139,7 +144,7 @@ function decideAll(deps: WorkerDeps, msg: MessageRecord, recipients: readonly Re
       decisions.set(tenantId, { action: 'quarantine', score: 0, reasons: [`tenant "${tenantId}" is no longer configured`] });
       continue;
     }
-    decisions.set(tenantId, decide(verdict, tenant, config.policy, { ageMs, scan: config.scan, sender, describe }));
+    decisions.set(tenantId, decide(verdict, tenant, config.policy, { ageMs, scan: config.scan, sender: senderFor(tenant), describe }));
   }
   return decisions;
 }
