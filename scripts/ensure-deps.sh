@@ -2,7 +2,8 @@
 # Installs what `npm start` and `npm test` need on a fresh Debian 12 machine with Node.js 20 (run as root):
 # the npm packages (npm ci, when node_modules is missing or older than package-lock.json) and the Debian
 # packages of the services Sekisho manages when none is configured (redis-server, clamav-daemon) and of the
-# sanitizer's converters (LibreOffice without a GUI, its python3-uno bridge, CJK fonts, poppler-utils).
+# sanitizer's converters (LibreOffice without a GUI, its python3-uno bridge, CJK fonts, poppler-utils); with the
+# argument `test`, also Debian's Chromium for the console's browser tests.
 # Sekisho itself also apt-installs a missing service binary at start; doing it here first keeps the
 # first start quick and its log clean. Set SEKISHO_NO_APT=1 to skip the Debian part.
 set -euo pipefail
@@ -25,6 +26,8 @@ if [ "${SEKISHO_NO_APT:-}" = "" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/
   /usr/bin/python3 -c 'import uno' 2>/dev/null || missing+=(python3-uno)
   [ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing+=(fonts-noto-cjk)
   command -v pdfinfo >/dev/null && command -v pdftoppm >/dev/null || missing+=(poppler-utils)
+  # The console's end-to-end tests drive Debian's Chromium (playwright-core, never a downloaded browser).
+  [ "${1:-}" != test ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "[sekisho] installing Debian packages: ${missing[*]}…" >&2
     export DEBIAN_FRONTEND=noninteractive

@@ -2,10 +2,13 @@
  * Prometheus metrics. Each process (ingress, worker) counts what it does in its own registry; the admin process
  * merges the worker's registry (sent over IPC) with its own when `sekisho start` runs them as one tree.
  */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Stage latencies from 1 ms to ~2 min: SMTP acceptance is milliseconds, a deferred delivery is minutes. */
 const LATENCY_BUCKETS_S = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+/** The delivered-mark window, 50 µs to 1 s: one small commit without fsync is tens of µs; a busy disk or lock, ms. */
+const MARK_BUCKETS_S = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 
 export function createMetrics(role: string) {
   const registry = new Registry();
@@ -47,6 +50,12 @@ export function createMetrics(role: string) {
       buckets: LATENCY_BUCKETS_S,
       registers: [registry],
     }),
+    deliveredMarkSeconds: new Histogram({
+      name: 'sekisho_delivered_mark_seconds',
+      help: "From a downstream server's reply accepting a message to the commit of its delivered mark: the window in which a process death makes a duplicate",
+      buckets: MARK_BUCKETS_S,
+      registers: [registry],
+    }),
     sanitizedParts: new Counter({
       name: 'sekisho_sanitized_parts_total',
       help: 'Attachments of sanitized messages: converted, or removed with the reason (encrypted, executable, timeout…)',
@@ -54,6 +63,18 @@ export function createMetrics(role: string) {
       registers: [registry],
     }),
     failedHold: new Counter({ name: 'sekisho_messages_failed_total', help: 'Messages moved to the failed hold after maxAttempts', registers: [registry] }),
+    serviceRestarts: new Counter({
+      name: 'sekisho_service_restarts_total',
+      help: 'Restarts of a supervised process after it died (clamd, redis-server, converter, libreoffice)',
+      labelNames: ['service'],
+      registers: [registry],
+    }),
+    serviceUp: new Gauge({
+      name: 'sekisho_service_up',
+      help: 'A managed service of `sekisho start`: 1 while it runs, 0 while it is down (being restarted)',
+      labelNames: ['service'],
+      registers: [registry],
+    }),
   };
 }
 

@@ -7,7 +7,14 @@ import type { Socket } from 'node:net';
 import { parseListen } from './listen.ts';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { buildAdminApp, type AdminDeps } from './admin/app.ts';
+import { readFileSync } from 'node:fs';
+import type { AdminContext } from './admin/admin-context.ts';
+import { openAdminStores } from './admin/admin-stores.ts';
+import { buildAdminApp } from './admin/app.ts';
+import { DigestSender, DigestSigner } from './quarantine/digest.ts';
+import { ReleaseService } from './quarantine/release.ts';
+import { AvCurrencyMonitor } from './scan/av-currency.ts';
+import { ClamdClient, type ClamdEndpoint } from './scan/clamd-client.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import type { Config } from './config/schema.ts';
 import { TenantIndex } from './config/tenants.ts';
@@ -20,6 +27,9 @@ import { StoreQuarantineKeeper, type QuarantineKeeper } from './quarantine/keepe
 import type { QuarantineStore } from './quarantine/quarantine-store.ts';
 import { RetentionSweeper } from './quarantine/retention.ts';
 import { SqliteQuarantineStore } from './quarantine/sqlite-quarantine-store.ts';
+import type { SenderListStore } from './policy/sender-list-store.ts';
+import { SqliteSenderListStore } from './policy/sqlite-sender-list-store.ts';
+import { TenantLists } from './policy/tenant-lists.ts';
 import { MessageSanitizer } from './sanitize/message-sanitizer.ts';
 import type { Sanitizer } from './sanitize/sanitizer.ts';
 import { ByteBudget } from './queue/byte-budget.ts';
@@ -37,6 +47,7 @@ export interface Stores {
   store: MessageStore;
   meta: MetaStore;
   quarantine: QuarantineStore;
+  senderLists: SenderListStore;
 }
 
 /**
@@ -48,6 +59,7 @@ export function openStores(config: Config, role: 'ingress' | 'worker' | 'admin' 
     store: new FileMessageStore(config.dataDir),
     meta: new SqliteMetaStore(path.join(config.dataDir, 'meta.sqlite'), { synchronous: role === 'worker' ? 'normal' : 'full' }),
     quarantine: new SqliteQuarantineStore(path.join(config.dataDir, 'quarantine.sqlite')),
+    senderLists: new SqliteSenderListStore(path.join(config.dataDir, 'sender-lists.sqlite')),
   };
 }
 
@@ -55,6 +67,7 @@ export async function closeStores(s: Stores): Promise<void> {
   await s.store.close();
   await s.meta.close();
   await s.quarantine.close();
+  await s.senderLists.close();
 }
 
 /** The queues of the list of stages (stages.ts), or of the list given (tests). */
@@ -75,6 +88,8 @@ export interface WorkerRuntime extends Running {
   pipeline: Pipeline;
   reconciler: Reconciler;
   metrics: Metrics;
+  /** The allow/block lists policy consults; refresh() reloads them at once (tests). */
+  senderLists: TenantLists;
 }
 
 export async function startWorker(
@@ -107,8 +122,10 @@ export async function startWorker(
   const tenants = new TenantIndex(config.tenants);
   const { store, meta, quarantine } = opts.stores;
   const sanitizer =
-    opts.sanitizer === null ? undefined : (opts.sanitizer ?? (config.tenants.some((t) => t.sanitize !== false) ? new MessageSanitizer(config, opts.log) : undefined));
+    opts.sanitizer === null ? undefined : (opts.sanitizer ?? (config.tenants.some((t) => t.sanitize !== false) ? new MessageSanitizer(config, opts.log, metrics) : undefined));
   const retention = new RetentionSweeper({ quarantine, meta, store, log: opts.log });
+  const senderLists = new TenantLists({ tenants: config.tenants, store: opts.stores.senderLists, log: opts.log });
+  await senderLists.refresh();
   const workers = new StageWorkers({
     config,
     tenants,
@@ -119,6 +136,7 @@ export async function startWorker(
     deliverer,
     sanitizer,
     quarantine: opts.quarantine ?? new StoreQuarantineKeeper({ store: quarantine, meta, config, tenants }),
+    senderLists,
     routeHealth: new RouteHealth(),
     scanMemory: new ByteBudget(config.queue.scanMemoryBytes),
     log: opts.log,
@@ -130,13 +148,16 @@ export async function startWorker(
   workers.start();
   reconciler.start();
   retention.start(config.quarantine.sweepIntervalMs);
+  senderLists.start();
   return {
     pipeline,
     reconciler,
     metrics,
+    senderLists,
     async stop() {
       await reconciler.stop();
       await retention.stop();
+      await senderLists.stop();
       await workers.close();
       for (const c of checks) await c.close?.();
       await sanitizer?.close();
@@ -191,11 +212,110 @@ export async function startIngress(
   };
 }
 
-export async function startAdmin(config: Config, deps: AdminDeps, log: Logger): Promise<Running & { port: number }> {
-  const app = buildAdminApp(deps);
+/** What the admin process is given by its caller; startAdmin opens the rest (accounts, audit log, clamd client). */
+export interface AdminParts {
+  stores: Stores;
+  pipeline: Pipeline;
+  metrics: Metrics;
+  remoteMetrics?: AdminContext['remoteMetrics'];
+  /** The clamd that rescans originals before release and tells how current its signatures are; absent: releases wait. */
+  clamd?: ClamdEndpoint;
+  /** The managed clamd's signature directories, for the signature count. */
+  clamdDatabaseDirs?: readonly string[];
+  /** Only /healthz and /metrics (a side listener of `sekisho ingress|worker --metrics-listen`). */
+  metricsOnly?: boolean;
+  /** The managed services this process supervises (src/services/supervisor.ts), for /healthz. */
+  services?: AdminContext['services'];
+}
+
+/** How often due recipient digests are looked for: a digest goes out within this of its hour. */
+const DIGEST_CHECK_INTERVAL_MS = 5 * 60_000;
+/** Interval of the antivirus currency check: signatures change a few times a day. */
+const AV_CURRENCY_INTERVAL_MS = 10 * 60_000;
+
+/** The admin app's context from the process's stores; `close` closes what this opened (not the stores given). */
+export function adminContext(config: Config, parts: AdminParts, log: Logger): { ctx: AdminContext; close(): Promise<void> } {
+  const admin = openAdminStores(config);
+  const { store, meta, quarantine, senderLists } = parts.stores;
+  const tenants = new TenantIndex(config.tenants);
+  const clamd = parts.clamd ? new ClamdClient(parts.clamd, config.clamav.timeoutMs, { sessions: 1 }) : undefined;
+  const av = clamd
+    ? new AvCurrencyMonitor({
+        client: clamd,
+        maxAgeMs: config.clamav.maxDatabaseAgeHours * 3_600_000,
+        databaseDirs: parts.clamdDatabaseDirs ?? [],
+        log,
+        // The gauges once per registry (a process may build two admin apps on one registry: tests, side listeners).
+        registry: parts.metrics.registry.getSingleMetric('sekisho_av_current') ? undefined : parts.metrics.registry,
+      })
+    : undefined;
+  const release = new ReleaseService({
+    quarantine,
+    meta,
+    store,
+    pipeline: parts.pipeline,
+    audit: admin.audit,
+    tenants,
+    hostname: config.hostname,
+    rescan: async (raw) => {
+      if (!clamd) throw new Error('no clamd for this admin process: set clamav.socket or clamav.host');
+      return clamd.scan(raw);
+    },
+  });
+  const ctx: AdminContext = {
+    config,
+    tenants,
+    meta,
+    store,
+    quarantine,
+    senderLists,
+    accounts: admin.accounts,
+    audit: admin.audit,
+    release,
+    pipeline: parts.pipeline,
+    metrics: parts.metrics,
+    remoteMetrics: parts.remoteMetrics,
+    avCurrency: av,
+    services: parts.services,
+    digestSigner: DigestSigner.forDataDir(config.dataDir),
+    now: Date.now,
+  };
+  if (av) {
+    void av.refresh();
+    av.start(AV_CURRENCY_INTERVAL_MS);
+  }
+  const digests =
+    !parts.metricsOnly && config.tenants.some((t) => t.digestHour !== undefined)
+      ? new DigestSender({ config, quarantine, meta, store, pipeline: parts.pipeline, signer: ctx.digestSigner!, log })
+      : undefined;
+  digests?.start(DIGEST_CHECK_INTERVAL_MS);
+  return {
+    ctx,
+    async close() {
+      digests?.stop();
+      av?.stop();
+      clamd?.close();
+      await admin.close();
+    },
+  };
+}
+
+export async function startAdmin(config: Config, parts: AdminParts, log: Logger): Promise<Running & { port: number }> {
+  const { ctx, close } = adminContext(config, parts, log);
+  const tls = config.admin.tls;
+  const app = buildAdminApp(ctx, {
+    metricsOnly: parts.metricsOnly,
+    https: tls ? { key: readFileSync(tls.key), cert: readFileSync(tls.cert) } : undefined,
+  });
   await app.listen(parseListen(config.admin.listen));
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
-  log.info({ listen: config.admin.listen, port }, 'admin listening');
-  return { port, stop: () => app.close() };
+  log.info({ listen: config.admin.listen, port, https: !!tls }, parts.metricsOnly ? 'metrics listening' : 'admin console listening');
+  return {
+    port,
+    async stop() {
+      await app.close();
+      await close();
+    },
+  };
 }

@@ -8,6 +8,9 @@
  *   sekisho worker [--config FILE]         the stage workers alone (needs redis.url)
  *   sekisho admin [--config FILE]          the admin HTTP app alone (needs redis.url)
  *   sekisho check-config FILE              validate a config file; every error with its key path; exit 1 if any
+ *   sekisho user add|list|passwd|…         console accounts (src/cli/user.ts)
+ *   sekisho audit verify|export            the audit log's hash chain, JSON-lines export (src/cli/audit.ts)
+ *   sekisho backup --to DIR|FILE           an online backup of dataDir; sekisho restore --from DIR|FILE (src/cli/backup.ts)
  * With no --config and no SEKISHO_CONFIG, the demo configuration is used (docs/config.md).
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -26,12 +29,16 @@ import type { Config } from '../config/schema.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { createLocalChecks } from '../scan/registry.ts';
 import { runSpamCommand } from './spam.ts';
+import { runAuditCommand } from './audit.ts';
+import { runBackupCommand, runRestoreCommand } from './backup.ts';
+import { runUserCommand } from './user.ts';
 import type { Pipeline } from '../queue/pipeline.ts';
 import { closeStores, createPipeline, openStores, startAdmin, startIngress, startWorker, type Running } from '../runtime.ts';
 import type { ScanEngines } from '../scan/registry.ts';
 import { startDemoMailbox } from '../services/demo-mailbox.ts';
-import { startClamdForConfig } from '../services/clamd.ts';
+import { PROJECT_SIGNATURE_DIR, startManagedClamdForConfig } from '../services/clamd.ts';
 import { startManagedRedis } from '../services/redis-server.ts';
+import { Supervisor } from '../services/supervisor.ts';
 import { type ConnectionClosed, IngressDispatcher, type IngressReady, isHandOver } from '../smtp/ingress-dispatcher.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/sekisho.js', import.meta.url));
@@ -43,6 +50,22 @@ const WORKER_NICENESS = 5;
 const INGRESS_READY_TIMEOUT_MS = 60_000;
 /** How long the admin waits for the worker child's metrics before scraping without them. */
 const CHILD_METRICS_TIMEOUT_MS = 2_000;
+/**
+ * What a stop may take beyond smtp.closeTimeoutMs (the grace of open SMTP sessions): the workers finishing their
+ * jobs, the stores closing, clamd and redis-server stopping — a few seconds when everything answers. Past
+ * smtp.closeTimeoutMs + this, a step waiting on something that will never answer (a dead redis-server) is
+ * abandoned: the children are killed and the process exits with 1. systemd's TimeoutStopSec must be longer
+ * (docs/systemd/README.md).
+ */
+const SHUTDOWN_GRACE_MS = 30_000;
+
+/** A process's shutdown deadline, counted from the first SIGTERM/SIGINT. */
+function shutdownDeadlineMs(config: Config): number {
+  return config.smtp.closeTimeoutMs + SHUTDOWN_GRACE_MS;
+}
+
+/** The steps of a stop, by name (logged when one hangs), run in order. */
+type StopSteps = Record<string, () => Promise<void>>;
 
 type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 
@@ -83,44 +106,55 @@ function parse(argv: string[]): Args {
 }
 
 /**
- * Stops the process on SIGTERM/SIGINT (or when its parent goes): runs the cleanups handed to `ready`, in order,
- * then exits. Installed before anything starts: a signal that arrives while a service is still starting (a managed
- * clamd loads its databases for up to a minute) is remembered and acted on once everything started is known, so
- * that no child service (clamd, redis-server) is left running and no temporary directory is left behind.
+ * Stops the process on SIGTERM/SIGINT (or when its parent goes): runs the steps handed to `ready`, in order, then
+ * exits 0. Installed before anything starts: a signal that arrives while a service is still starting (a managed
+ * clamd loads its databases for up to a minute) is remembered and acted on once everything started is known.
+ * Past `deadlineMs`, or on a second signal, it stops at once: `stopNow` kills the children, and the managed
+ * services' exit handlers kill them and remove their run directories (src/services/clamd.ts); exit code 1.
+ * Either way no child service (clamd, redis-server) is left running and no temporary directory is left behind.
  */
-function shutdownOnSignal(log: Logger): { ready(steps: (() => Promise<void>)[]): void } {
-  let steps: (() => Promise<void>)[] | undefined;
+function shutdownOnSignal(log: Logger, deadlineMs: number): { ready(steps: StopSteps, stopNow?: () => void): void } {
+  let steps: StopSteps | undefined;
+  let stopNow: (() => void) | undefined;
   let requested: string | undefined;
-  let stopping = false;
-  const stop = async (signal: string, cleanups: (() => Promise<void>)[]) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'shutting down');
-    for (const step of cleanups) {
+  let running: string | undefined;
+  const exitNow = (why: string) => {
+    log.error({ why, step: running }, 'stopping at once: killing the child processes');
+    try {
+      stopNow?.();
+    } catch (err) {
+      log.error({ err }, 'killing the child processes failed');
+    }
+    process.exit(1);
+  };
+  const stop = async (signal: string, todo: StopSteps) => {
+    log.info({ signal, deadlineMs }, 'shutting down');
+    for (const [name, step] of Object.entries(todo)) {
+      running = name;
       try {
         await step();
       } catch (err) {
-        log.error({ err }, 'shutdown step failed');
+        log.error({ err, step: name }, 'shutdown step failed');
       }
     }
     log.info('stopped');
     process.exit(0);
   };
   const request = (signal: string) => {
-    if (steps) {
-      void stop(signal, steps);
-    } else if (requested === undefined) {
-      requested = signal;
-      log.info({ signal }, 'stop requested while starting: stopping as soon as what is starting is up');
-    }
+    if (requested !== undefined) return exitNow(`${signal} while stopping`);
+    requested = signal;
+    setTimeout(() => exitNow(`not stopped within the shutdown deadline (${deadlineMs} ms)`), deadlineMs).unref();
+    if (steps) void stop(signal, steps);
+    else log.info({ signal }, 'stop requested while starting: stopping as soon as what is starting is up');
   };
   process.on('SIGTERM', () => request('SIGTERM'));
   process.on('SIGINT', () => request('SIGINT'));
   process.on('disconnect', () => request('parent gone'));
   return {
-    ready(cleanups) {
-      steps = cleanups;
-      if (requested !== undefined) void stop(requested, cleanups);
+    ready(todo, kill) {
+      steps = todo;
+      stopNow = kill;
+      if (requested !== undefined) void stop(requested, todo);
     },
   };
 }
@@ -131,43 +165,51 @@ function requireRedis(config: Config, args: Args, role: string): string {
   return url;
 }
 
-/** The clamd to scan with: the one the parent process passed down, the configured one, or a managed one. */
-async function engines(args: Args, config: Config, log: Logger): Promise<{ engines: ScanEngines; stop: () => Promise<void> }> {
-  if (args.clamdSocket) return { engines: { clamd: { socket: args.clamdSocket } }, stop: async () => undefined };
-  const clamd = await startClamdForConfig(config, log);
-  if (clamd.managed) log.info({ socket: clamd.managed.socket }, 'started a managed clamd (clamav.socket/host not configured)');
-  return { engines: { clamd: clamd.endpoint }, stop: () => clamd.stop() };
+/**
+ * The clamd to scan with: the one the parent process passed down, the configured one, or a managed one, which
+ * `supervisor` restarts (on the same socket) when it dies and stops.
+ */
+async function engines(args: Args, config: Config, log: Logger, supervisor: Supervisor): Promise<{ engines: ScanEngines; databaseDirs: string[] }> {
+  if (args.clamdSocket) return { engines: { clamd: { socket: args.clamdSocket } }, databaseDirs: [] };
+  const c = config.clamav;
+  if (c.socket) return { engines: { clamd: { socket: c.socket } }, databaseDirs: [] };
+  if (c.host) return { engines: { clamd: { host: c.host, port: c.port } }, databaseDirs: [] };
+  const clamd = await supervisor.start('clamd', () => startManagedClamdForConfig(config, log));
+  log.info({ socket: clamd.socket }, 'started a managed clamd (clamav.socket/host not configured)');
+  // The signature count of a managed clamd comes from the databases it loads (clamd does not tell it).
+  return { engines: { clamd: clamd.endpoint }, databaseDirs: [c.databaseDir, PROJECT_SIGNATURE_DIR] };
 }
 
 async function metricsListener(listen: string | undefined, config: Config, metrics: Metrics, pipeline: Pipeline, stores: ReturnType<typeof openStores>, log: Logger): Promise<Running | undefined> {
   if (!listen) return undefined;
-  return startAdmin({ ...config, admin: { listen } }, { meta: stores.meta, pipeline, metrics }, log);
+  return startAdmin({ ...config, admin: { ...config.admin, listen } }, { stores, pipeline, metrics, metricsOnly: true }, log);
 }
 
 async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
   const { config } = loaded;
   const log = createLogger(config.log.level, { role: 'main' });
-  const shutdown = shutdownOnSignal(log);
+  const shutdown = shutdownOnSignal(log, shutdownDeadlineMs(config));
   mkdirSync(config.dataDir, { recursive: true });
-  const cleanups: (() => Promise<void>)[] = [];
+  const cleanups: StopSteps = {};
+  const metrics = createMetrics('ingress');
+  // The managed redis-server and clamd: restarted when they die, on the same socket (the children reconnect).
+  const supervisor = new Supervisor({ log, metrics });
 
   if (loaded.demo) {
     const [host = '127.0.0.1', port = '2526'] = DEMO_MAILBOX_LISTEN.split(':');
     const box = await startDemoMailbox(path.join(config.dataDir, 'demo-mailbox'), host, Number(port));
     log.info({ dir: box.dir, port: box.port }, 'demo mailbox listening (the demo tenant delivers here)');
-    cleanups.push(() => box.close());
+    cleanups.demoMailbox = () => box.close();
   }
 
   let redisUrl = args.redisUrl ?? config.redis.url;
-  let stopRedis: (() => Promise<void>) | undefined;
   if (!redisUrl) {
-    const redis = await startManagedRedis({ dir: path.join(config.dataDir, 'redis'), persist: true, unixSocket: true });
+    const redis = await supervisor.start('redis', () => startManagedRedis({ dir: path.join(config.dataDir, 'redis'), persist: true, unixSocket: true }));
     redisUrl = redis.url;
-    stopRedis = redis.stop;
     log.info({ url: redis.url }, 'started a managed redis-server (redis.url is not configured)');
   }
 
-  const scan = await engines(args, config, log);
+  const scan = await engines(args, config, log, supervisor);
   const stores = openStores(config);
   const configArgs = ['--redis-url', redisUrl, ...(loaded.file ? ['--config', loaded.file] : [])];
 
@@ -176,9 +218,7 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
   let ingressStop: () => Promise<void>;
   let ingressChildren: ChildSet | undefined;
   let pipeline: Pipeline;
-  let metrics: Metrics;
   if (config.smtp.ingressProcesses > 1) {
-    metrics = createMetrics('ingress');
     pipeline = createPipeline(config, redisUrl);
     const dispatcher = new IngressDispatcher(config.smtp, log, metrics);
     ingressChildren = new ChildSet('ingress', config.smtp.ingressProcesses, ['ingress', '--from-parent', ...configArgs], 0, log, (c) =>
@@ -196,8 +236,8 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
       await pipeline.close();
     };
   } else {
-    const ingress = await startIngress(config, { redisUrl, log, stores });
-    ({ pipeline, metrics } = ingress);
+    const ingress = await startIngress(config, { redisUrl, log, stores, metrics });
+    pipeline = ingress.pipeline;
     ingressStop = () => ingress.stop();
   }
 
@@ -212,17 +252,27 @@ async function runStart(loaded: LoadedConfig, args: Args): Promise<void> {
 
   const remoteMetrics = async (): Promise<MetricsJson[]> =>
     (await Promise.all([...workers.processes(), ...(ingressChildren?.processes() ?? [])].map(childMetrics))).flat();
-  const admin = await startAdmin(config, { meta: stores.meta, pipeline, metrics, remoteMetrics }, log);
+  const admin = await startAdmin(
+    config,
+    { stores, pipeline, metrics, remoteMetrics, clamd, clamdDatabaseDirs: scan.databaseDirs, services: supervisor },
+    log,
+  );
 
-  shutdown.ready([
-    ingressStop,
-    () => admin.stop(),
-    () => workers.stop(),
-    () => closeStores(stores),
-    () => scan.stop(),
-    async () => stopRedis?.(),
-    ...cleanups,
-  ]);
+  shutdown.ready(
+    {
+      ingress: ingressStop,
+      admin: () => admin.stop(),
+      workers: () => workers.stop(),
+      stores: () => closeStores(stores),
+      services: () => supervisor.stop(),
+      ...cleanups,
+    },
+    () => {
+      workers.kill();
+      ingressChildren?.kill();
+      supervisor.kill();
+    },
+  );
   log.info({ smtp: config.smtp.listen, admin: config.admin.listen, demo: loaded.demo, dataDir: config.dataDir }, 'Sekisho started');
 }
 
@@ -271,6 +321,12 @@ class ChildSet {
 
   processes(): ChildProcess[] {
     return this.#slots.flatMap((s) => (s.child ? [s.child] : []));
+  }
+
+  /** SIGKILL to each, at once (a shutdown past its deadline). No more restarts. */
+  kill(): void {
+    this.#stopping = true;
+    for (const c of this.processes()) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   }
 
   /** SIGTERM to each (they stop gracefully); resolves when all have exited. No more restarts. */
@@ -323,21 +379,26 @@ function answerMetricsRequests(metrics: Metrics): void {
 async function runWorkerRole(loaded: LoadedConfig, args: Args): Promise<void> {
   const { config } = loaded;
   const log = createLogger(config.log.level, { role: 'worker' });
-  const shutdown = shutdownOnSignal(log);
+  const shutdown = shutdownOnSignal(log, shutdownDeadlineMs(config));
   const redisUrl = requireRedis(config, args, 'worker');
-  const scan = await engines(args, config, log);
+  const metrics = createMetrics('worker');
+  const supervisor = new Supervisor({ log, metrics });
+  const scan = await engines(args, config, log, supervisor);
   const stores = openStores(config, 'worker');
-  const worker = await startWorker(config, { redisUrl, engines: scan.engines, log, stores });
+  const worker = await startWorker(config, { redisUrl, engines: scan.engines, log, stores, metrics });
   answerMetricsRequests(worker.metrics);
   const extra = await metricsListener(args.metricsListen, config, worker.metrics, worker.pipeline, stores, log);
-  shutdown.ready([async () => extra?.stop(), () => worker.stop(), () => closeStores(stores), () => scan.stop()]);
+  shutdown.ready(
+    { metrics: async () => extra?.stop(), worker: () => worker.stop(), stores: () => closeStores(stores), services: () => supervisor.stop() },
+    () => supervisor.kill(),
+  );
   log.info('stage workers running');
 }
 
 async function runIngressRole(loaded: LoadedConfig, args: Args): Promise<void> {
   const { config } = loaded;
   const log = createLogger(config.log.level, { role: 'ingress' });
-  const shutdown = shutdownOnSignal(log);
+  const shutdown = shutdownOnSignal(log, shutdownDeadlineMs(config));
   const redisUrl = requireRedis(config, args, 'ingress');
   const stores = openStores(config);
   const ingress = await startIngress(config, { redisUrl, log, stores, external: args.fromParent });
@@ -356,18 +417,19 @@ async function runIngressRole(loaded: LoadedConfig, args: Args): Promise<void> {
     process.send?.(ready);
   }
   const extra = await metricsListener(args.metricsListen, config, ingress.metrics, ingress.pipeline, stores, log);
-  shutdown.ready([() => ingress.stop(), async () => extra?.stop(), () => closeStores(stores)]);
+  shutdown.ready({ ingress: () => ingress.stop(), metrics: async () => extra?.stop(), stores: () => closeStores(stores) });
 }
 
 async function runAdminRole(loaded: LoadedConfig, args: Args): Promise<void> {
   const { config } = loaded;
   const log = createLogger(config.log.level, { role: 'admin' });
-  const shutdown = shutdownOnSignal(log);
+  const shutdown = shutdownOnSignal(log, shutdownDeadlineMs(config));
   const redisUrl = requireRedis(config, args, 'admin');
   const stores = openStores(config, 'admin');
   const pipeline = createPipeline(config, redisUrl);
-  const admin = await startAdmin(config, { meta: stores.meta, pipeline, metrics: createMetrics('admin') }, log);
-  shutdown.ready([() => admin.stop(), () => pipeline.close(), () => closeStores(stores)]);
+  const clamd = config.clamav.socket ? { socket: config.clamav.socket } : config.clamav.host ? { host: config.clamav.host, port: config.clamav.port } : undefined;
+  const admin = await startAdmin(config, { stores, pipeline, metrics: createMetrics('admin'), clamd }, log);
+  shutdown.ready({ admin: () => admin.stop(), pipeline: () => pipeline.close(), stores: () => closeStores(stores) });
 }
 
 function checkConfig(file: string | undefined): number {
@@ -394,6 +456,17 @@ async function main(): Promise<void> {
     });
     return;
   }
+  // `sekisho user …` and `sekisho audit …` likewise.
+  if (process.argv[2] === 'backup' || process.argv[2] === 'restore') {
+    const run = process.argv[2] === 'backup' ? runBackupCommand : runRestoreCommand;
+    process.exitCode = await run(process.argv.slice(3), { loadConfig });
+    return;
+  }
+  if (process.argv[2] === 'user' || process.argv[2] === 'audit') {
+    const run = process.argv[2] === 'user' ? runUserCommand : runAuditCommand;
+    process.exitCode = await run(process.argv.slice(3), { loadConfig });
+    return;
+  }
   const args = parse(process.argv.slice(2));
   switch (args.command) {
     case 'check-config':
@@ -408,7 +481,7 @@ async function main(): Promise<void> {
     case 'admin':
       return runAdminRole(loadConfig(args.config), args);
     default:
-      console.log('usage: sekisho start|ingress|worker|admin [--config FILE] | sekisho check-config FILE | sekisho spam train|classify …');
+      console.log('usage: sekisho start|ingress|worker|admin [--config FILE] | sekisho check-config FILE | sekisho spam train|classify … | sekisho user … | sekisho audit verify|export | sekisho backup|restore …');
       process.exitCode = args.command === 'help' ? 0 : 2;
   }
 }

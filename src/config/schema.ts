@@ -180,6 +180,16 @@ const tenantSchema = z
     block: z.array(senderPattern).default([]),
     /** Days a quarantined message (and a sanitized message's original) is kept; default quarantine.retentionDays. */
     quarantineRetentionDays: z.number().int().positive().optional(),
+    /**
+     * Where a released original goes: by default to its recipients; or to this one address (e.g. an internet-side
+     * mailbox where staff open risky mail on a separate PC), through its tenant's route or delivery.outboundRelay.
+     */
+    releaseTo: z.email().optional(),
+    /**
+     * Hour of the day (0–23, Japan time) at which each recipient with held messages gets a digest mail listing them,
+     * with signed links to request their release (needs admin.publicUrl). Absent: no digests.
+     */
+    digestHour: z.number().int().min(0).max(23).optional(),
     /** Per-tenant policy overrides, merged key by key over the global policy. */
     policy: tenantPolicySchema.optional(),
   })
@@ -239,8 +249,35 @@ export const configSchema = z
       .prefault({}),
     dataDir: z.string().min(1).default('./var'),
     admin: z
-      .object({ listen: listenAddress.default('127.0.0.1:8025') })
+      .object({
+        listen: listenAddress.default('127.0.0.1:8025'),
+        /** PEM files of the console's certificate and key: HTTPS. Required when `listen` is not a loopback address. */
+        tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
+        /** A session ends after this long without a request… */
+        sessionIdleMs: ms(30 * 60_000),
+        /** …and this long after login, whatever happens. */
+        sessionMaxMs: ms(12 * 3_600_000),
+        /** Failed logins in a row that lock an account… */
+        maxFailedLogins: z.number().int().positive().default(5),
+        /** …for this long. */
+        lockoutMs: ms(15 * 60_000),
+        /** Login attempts per client address per minute (any account); more are answered 429. */
+        loginAttemptsPerMinute: z.number().int().positive().default(20),
+        /** The console's address as users reach it (https://…): the links of recipient digests point here. */
+        publicUrl: z.url().optional(),
+        /** How long a digest's release-request link stays valid. */
+        digestLinkTtlMs: ms(7 * 86_400_000),
+        /** Roles that must enrol a TOTP second factor (`sekisho user totp`) before they can log in. */
+        requireTotp: z.array(z.enum(['admin', 'tenant-admin', 'tenant-staff', 'operator', 'auditor'])).default([]),
+      })
       .strict()
+      .superRefine((a, ctx) => {
+        const host = a.listen.slice(0, a.listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+        const loopback = host === 'localhost' || host === '::1' || host.startsWith('127.');
+        if (!loopback && !a.tls) {
+          ctx.addIssue({ code: 'custom', path: ['tls'], message: `the console listens on ${a.listen}, beyond loopback: set admin.tls (cert and key) for HTTPS` });
+        }
+      })
       .prefault({}),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
@@ -314,6 +351,11 @@ export const configSchema = z
         hashBlocklistFile: z.string().min(1).optional(),
         /** Managed clamd only: how long it may take to load its databases (official ones: ~30 s on 2 cores). */
         startTimeoutMs: ms(180_000),
+        /**
+         * Official databases older than this make health `degraded` (freshclam publishes daily several times a day;
+         * two days without one means updates are failing).
+         */
+        maxDatabaseAgeHours: z.number().positive().default(48),
         /** Managed clamd only: scanning threads (each scans one stream; more than the cores only queues). */
         maxThreads: z.number().int().positive().default(8),
         /**
@@ -419,7 +461,14 @@ export const configSchema = z
         { when: (payload) => Array.isArray(payload.value) },
       ),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    c.tenants.forEach((t, i) => {
+      if (t.digestHour !== undefined && !c.admin.publicUrl) {
+        ctx.addIssue({ code: 'custom', path: ['tenants', i, 'digestHour'], message: 'recipient digests link to the console: set admin.publicUrl' });
+      }
+    });
+  });
 
 export type Config = z.infer<typeof configSchema>;
 export type TenantConfig = Config['tenants'][number];

@@ -14,6 +14,7 @@ import type { Readable } from 'node:stream';
 import nodemailer, { type Transporter } from 'nodemailer';
 import type { Config } from '../config/schema.ts';
 import { installFastDotStuffing } from '../smtp/dot-stuffing.ts';
+import { monotonicMs } from '../spool/meta-store.ts';
 
 export interface RecipientOutcome {
   address: string;
@@ -28,6 +29,11 @@ export interface DeliveryOutcome {
   bounced: RecipientOutcome[];
   /** host:port of the downstream server (for DSN Remote-MTA). */
   remote: string;
+  /**
+   * When the server's reply to the end of DATA arrived (monotonicMs() of src/spool/meta-store.ts), absent when the
+   * transaction got no reply: the start of the window before the deliver stage's delivered mark commits.
+   */
+  repliedAt?: number;
 }
 
 export interface DeliveryRequest {
@@ -132,6 +138,7 @@ export class SmtpDeliverer implements Deliverer {
         envelope: { from: req.from, to: req.to },
         raw: req.body,
       })) as { accepted: string[]; rejectedErrors?: SmtpError[]; rejected: string[]; response: string };
+      out.repliedAt = monotonicMs();
       const rejectedErrors = info.rejectedErrors ?? [];
       for (const address of req.to) {
         const lower = address.toLowerCase();

@@ -57,6 +57,8 @@ export interface DecideContext {
   scan: Config['scan'];
   /** Who sent it, for the tenant's allow and block lists; without it the lists do not apply. */
   sender?: Sender;
+  /** The tenant's allow and block lists with those added from the console (TenantLists); default its config's. */
+  lists?: { readonly allow: readonly string[]; readonly block: readonly string[] };
   /** What the checks say of symbols outside the catalogue (rule-file rules): their group and default score. */
   describe?: (name: string) => SymbolInfo | undefined;
 }
@@ -93,8 +95,9 @@ export function decide(verdict: Verdict, tenant: TenantConfig, global: PolicyCon
   }
 
   // The lists come before the forced actions: an allowed sender skips the score thresholds only, never a finding.
-  const blocked = ctx.sender ? matchSenderList(tenant.block, ctx.sender) : null;
-  const allowed = ctx.sender && !blocked ? matchSenderList(tenant.allow, ctx.sender) : null;
+  const lists = ctx.lists ?? tenant;
+  const blocked = ctx.sender ? matchSenderList(lists.block, ctx.sender) : null;
+  const allowed = ctx.sender && !blocked ? matchSenderList(lists.allow, ctx.sender) : null;
   if (blocked) {
     action = mostSevere(action, 'reject');
     reasons.push(`sender matches ${blocked} on the block list of ${tenant.id}`);

@@ -7,12 +7,16 @@
 import type { Config } from '../config/schema.ts';
 import type { TenantIndex } from '../config/tenants.ts';
 import type { MessageRecord, MetaStore } from '../spool/meta-store.ts';
+import { buildPreview } from './preview.ts';
 import { liveQuarantineStates, type QuarantineKind, type QuarantineStore } from './quarantine-store.ts';
 
 const DAY_MS = 24 * 3_600_000;
 
 /** What a record takes from the message: the caller has it in hand, with the verdict it is acting on. */
-export type KeptMessage = Pick<MessageRecord, 'id' | 'mailFrom' | 'subject' | 'verdict'>;
+export type KeptMessage = Pick<MessageRecord, 'id' | 'mailFrom' | 'subject' | 'verdict'> & {
+  /** The message's bytes when the caller has them: the console's preview is made from them here, in the worker. */
+  raw?: Buffer;
+};
 
 /** What the pipeline needs of the quarantine (WorkerDeps.quarantine). */
 export interface QuarantineKeeper {
@@ -48,6 +52,7 @@ export class StoreQuarantineKeeper implements QuarantineKeeper {
   async keep(msg: KeptMessage, tenantId: string, kind: QuarantineKind, reasons: readonly string[]): Promise<void> {
     const recipients = (await this.#meta.getRecipients(msg.id)).filter((r) => r.tenantId === tenantId).map((r) => r.address);
     const now = this.#now();
+    const preview = msg.raw ? await buildPreview(msg.raw).catch(() => null) : null;
     await this.#store.hold({
       messageId: msg.id,
       tenantId,
@@ -59,6 +64,7 @@ export class StoreQuarantineKeeper implements QuarantineKeeper {
       reasons: [...reasons],
       createdAt: now,
       expiresAt: retentionDeadline(this.#config, this.#tenants.byId(tenantId)?.quarantineRetentionDays, now),
+      preview,
     });
   }
 }

@@ -20,6 +20,18 @@ export interface RetentionDeps {
   now?: () => number;
 }
 
+/**
+ * Removes a message's bytes from the spool once no live quarantine record holds them and the message is finished
+ * (another tenant's delivery may still need them); true when removed. After an expiry, a release or a deletion.
+ */
+export async function removeUnheldBytes(deps: Pick<RetentionDeps, 'quarantine' | 'meta' | 'store'>, mid: string): Promise<boolean> {
+  const stillHeld = (await deps.quarantine.ofMessage(mid)).some((r) => liveQuarantineStates.includes(r.state));
+  const msg = await deps.meta.getMessage(mid);
+  if (stillHeld || (msg && msg.state !== 'done')) return false;
+  await deps.store.delete(mid);
+  return true;
+}
+
 export class RetentionSweeper {
   readonly #d: RetentionDeps;
   readonly #now: () => number;
@@ -44,11 +56,7 @@ export class RetentionSweeper {
       const batch = await quarantine.expireDue(this.#now(), SWEEP_BATCH);
       expired += batch.length;
       for (const mid of new Set(batch.map((r) => r.messageId))) {
-        const stillHeld = (await quarantine.ofMessage(mid)).some((r) => liveQuarantineStates.includes(r.state));
-        const msg = await meta.getMessage(mid);
-        if (stillHeld || (msg && msg.state !== 'done')) continue;
-        await store.delete(mid);
-        log.info({ mid }, 'quarantine retention expired: original removed');
+        if (await removeUnheldBytes({ quarantine, meta, store }, mid)) log.info({ mid }, 'quarantine retention expired: original removed');
       }
       if (batch.length < SWEEP_BATCH) return expired;
     }

@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import { buildDsn, type DsnRecipient } from '../delivery/dsn.ts';
 import type { MessageRecord } from '../spool/meta-store.ts';
 import { newMessageId } from '../spool/message-id.ts';
-import { OUTBOUND_ROUTE, routeHandOff } from './pipeline.ts';
+import { OUTBOUND_ROUTE } from './pipeline.ts';
+import { spoolOwnMessage } from './spool-own-message.ts';
 import type { WorkerDeps } from './worker-deps.ts';
 
 /**
@@ -42,7 +43,7 @@ export async function notifySender(
   log: Logger,
 ): Promise<string | undefined> {
   if (!msg.mailFrom || msg.origin === 'dsn' || !recipients.length) return undefined;
-  const { config, tenants, store, meta, pipeline } = deps;
+  const { config, tenants, store } = deps;
   const head = await readHead(store, msg.id, MAX_QUOTED_HEADER_BYTES);
   const delayed = recipients.every((r) => r.action === 'delayed');
   const dsn = buildDsn({
@@ -56,26 +57,18 @@ export async function notifySender(
     willRetryUntil: delayed ? msg.receivedAt + config.delivery.giveUpAfterMs : undefined,
   });
   const id = newMessageId();
-  const route = tenants.forAddress(msg.mailFrom)?.id ?? OUTBOUND_ROUTE;
-  const written = await store.write(id, Readable.from([dsn]));
-  await meta.insertMessage({
+  await spoolOwnMessage(deps, {
     id,
     origin: 'dsn',
-    receivedAt: Date.now(),
+    body: Readable.from([dsn]),
     mailFrom: '',
-    clientIp: '127.0.0.1',
     helo: config.hostname,
-    tls: null,
-    size: written.size,
-    sha256: written.sha256,
-    headerMessageId: null,
+    route: tenants.forAddress(msg.mailFrom)?.id ?? OUTBOUND_ROUTE,
+    recipients: [msg.mailFrom],
     subject: delayed ? 'Delayed Mail' : 'Undelivered Mail Returned to Sender',
-    recipients: [{ address: msg.mailFrom, tenantId: route }],
+    headerMessageId: null,
+    now: Date.now(),
   });
-  // Our own notice needs no scan: straight to delivery.
-  await meta.updateRecipients(id, undefined, { action: 'deliver' });
-  await meta.updateMessage(id, { state: 'delivering' });
-  await pipeline.enqueue(routeHandOff('deliver', id, route));
   log.info({ dsn: id, to: msg.mailFrom, kind: delayed ? 'delayed' : 'failed', recipients: recipients.map((r) => r.address) }, 'DSN queued');
   return id;
 }

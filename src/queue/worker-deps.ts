@@ -9,6 +9,7 @@ import type { Check } from '../scan/check.ts';
 import type { MessageStore } from '../spool/message-store.ts';
 import type { MetaStore } from '../spool/meta-store.ts';
 import type { QuarantineKeeper } from '../quarantine/keeper.ts';
+import type { TenantLists } from '../policy/tenant-lists.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { ByteBudget } from './byte-budget.ts';
 import type { RouteHealth } from './route-health.ts';
@@ -29,6 +30,8 @@ export interface WorkerDeps {
    * (idempotent: re-run jobs call it again). Tests that do not look at the quarantine may leave it out.
    */
   quarantine?: QuarantineKeeper;
+  /** The tenants' allow/block lists with the console's entries; without it, policy uses the config's only. */
+  senderLists?: TenantLists;
   /** Routes that answered lately: where the scan stage makes the first delivery attempt itself. */
   routeHealth: RouteHealth;
   /** Bytes of messages the scan and sanitize stages hold in memory (queue.scanMemoryBytes). */

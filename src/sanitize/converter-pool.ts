@@ -69,6 +69,8 @@ export interface ConverterPoolOptions {
   isolateNetwork?: boolean;
   /** Recycle a child after this many jobs (WASM heaps only grow); unlimited when absent. */
   maxJobsPerChild?: number;
+  /** Called when a child dies (crashed, or killed for its deadline or memory) and a new one will take its place. */
+  onRestart?: () => void;
   log?: Logger;
 }
 
@@ -183,6 +185,7 @@ export class ConverterPool {
   readonly #isolateNetwork: boolean;
   readonly #maxJobsPerChild: number;
   readonly #log: Logger;
+  readonly #onRestart: (() => void) | undefined;
   readonly #children = new Set<Child>();
   readonly #queue: Job[] = [];
   #nextId = 1;
@@ -204,6 +207,7 @@ export class ConverterPool {
     this.#isolateNetwork = opts.isolateNetwork ?? false;
     this.#maxJobsPerChild = opts.maxJobsPerChild ?? Infinity;
     this.#log = opts.log ?? silentLogger;
+    this.#onRestart = opts.onRestart;
   }
 
   get stats(): ConverterPoolStats {
@@ -389,6 +393,8 @@ export class ConverterPool {
     // broken module cannot make the pool start children for ever
     if (!child.ready && child.failure !== undefined && this.#queue.length > 0) this.#fail(this.#queue.shift() as Job, child.failure);
     exited();
+    // Not a restart: a child retired after maxJobsPerChild, or closed with the pool.
+    if (!this.#closed && (!child.leaving || child.failure !== undefined)) this.#onRestart?.();
     if (this.#children.size === 0) this.#stopMemoryWatch();
     if (!this.#closed) this.#pump();
   }

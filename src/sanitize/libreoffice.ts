@@ -39,6 +39,8 @@ export interface LibreOfficeOptions {
   memoryLimitBytes?: number;
   /** Run soffice in its own network namespace (needs root; default: true when root). */
   isolateNetwork?: boolean;
+  /** Called when a started instance died (crashed, or killed for its deadline) and is started again. */
+  onRestart?: () => void;
   log?: Logger;
 }
 
@@ -124,6 +126,7 @@ export class LibreOfficeConverter {
   readonly #memoryLimitBytes: number;
   readonly #isolateNetwork: boolean;
   readonly #log: Logger | undefined;
+  readonly #onRestart: (() => void) | undefined;
   readonly #pipeName = `sekisho-lo-${randomBytes(8).toString('hex')}`;
   /** Set as root: the account the group runs as (looked up at the first start). */
   #account: Account | undefined;
@@ -142,6 +145,7 @@ export class LibreOfficeConverter {
     this.#memoryLimitBytes = opts.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES;
     this.#isolateNetwork = opts.isolateNetwork ?? process.getuid?.() === 0;
     this.#log = opts.log;
+    this.#onRestart = opts.onRestart;
   }
 
   get restarts(): number {
@@ -416,6 +420,7 @@ export class LibreOfficeConverter {
     if (this.#instance === inst) this.#instance = undefined;
     if (this.#stopped || !inst.ready) return;
     if (!inst.killedOnPurpose) this.#log?.warn({ code, sig, stderr: inst.stderrTail }, 'LibreOffice exited; starting it again');
+    this.#onRestart?.();
     // Warm again before the next document arrives; a failure here is retried by the next convert().
     this.#ensureRunning().catch((err: unknown) => this.#log?.error({ err }, 'LibreOffice could not be restarted'));
   }

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Config, SanitizeOptions, TenantConfig } from '../config/schema.ts';
 import { sanitizeOptionsSchema } from '../config/schema.ts';
 import { retentionDeadline } from '../quarantine/keeper.ts';
+import type { Metrics } from '../metrics.ts';
 import type { BodyLeaf, SanitizedBody } from './body.ts';
 import { ConverterPool, networkIsolationAvailable } from './converter-pool.ts';
 import type { BodyOpOptions, ImageOpOptions, PdfOpOptions, TextOpOptions } from './converter-ops.ts';
@@ -42,7 +43,8 @@ export class MessageSanitizer implements Sanitizer {
   readonly #office: LibreOfficeConverter;
   #officeStarted: Promise<void> | undefined;
 
-  constructor(config: Config, log: Logger) {
+  /** `metrics`: where converter and LibreOffice restarts are counted (sekisho_service_restarts_total). */
+  constructor(config: Config, log: Logger, metrics?: Pick<Metrics, 'serviceRestarts'>) {
     this.#config = config;
     const s = config.sanitize;
     const isolate = s.isolateNetwork && networkIsolationAvailable();
@@ -54,6 +56,7 @@ export class MessageSanitizer implements Sanitizer {
       memoryLimitBytes: s.memoryLimitBytes,
       maxJobsPerChild: JOBS_PER_CONVERTER_CHILD,
       isolateNetwork: isolate,
+      onRestart: () => metrics?.serviceRestarts.inc({ service: 'converter' }),
       log: log.child({ component: 'converter-pool' }),
     });
     if (!existsSync(SOFFICE_BIN) || !existsSync(PYTHON_UNO)) {
@@ -67,6 +70,7 @@ export class MessageSanitizer implements Sanitizer {
       timeoutMs: s.libreoffice.timeoutMs,
       memoryLimitBytes: s.libreoffice.memoryLimitBytes,
       isolateNetwork: isolate,
+      onRestart: () => metrics?.serviceRestarts.inc({ service: 'libreoffice' }),
       log: log.child({ component: 'libreoffice' }),
     });
   }

@@ -128,7 +128,12 @@ export interface ManagedClamd {
   pid: number;
   /** Re-links the databases and reloads them; resolves when the new engine answers scans. */
   reload(): Promise<void>;
+  /** Settles when clamd exits (src/services/supervisor.ts restarts it on the same socket). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Stops clamd and removes the run directory (only the latter once clamd has exited by itself). */
   stop(): Promise<void>;
+  /** SIGKILL and the run directory removed, at once: the last resort of a shutdown that ran out of time. */
+  kill(): void;
 }
 
 /** The clamd configuration, one commented line per setting that matters; `run` is the run directory. */
@@ -319,11 +324,19 @@ export async function startManagedClamd(opts: ManagedClamdOptions): Promise<Mana
     });
     stream?.on('end', () => onLine(partial));
   }
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   child.on('exit', (code, sig) => {
     log?.info({ code, signal: sig }, 'clamd exited');
     for (const w of lineWaiters) w(null);
   });
-  const killOnExit = () => child.kill('SIGTERM');
+  // Neither clamd nor its run directory (scans' spool files) outlives this process, whichever way it exits. A file
+  // clamd writes in the moment SIGKILL takes may keep the directory: the next start removes it then.
+  const killOnExit = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    removeRun();
+  };
   process.once('exit', killOnExit);
 
   const client = new ClamdClient({ socket }, COMMAND_TIMEOUT_MS);
@@ -404,6 +417,14 @@ export async function startManagedClamd(opts: ManagedClamdOptions): Promise<Mana
     endpoint: { socket },
     pid: child.pid ?? -1,
     reload,
+    exited,
+    kill: () => {
+      stopped = true;
+      watcher?.close();
+      clearTimeout(settle);
+      process.removeListener('exit', killOnExit);
+      killOnExit();
+    },
     stop: () =>
       new Promise<void>((resolve) => {
         stopped = true;
@@ -439,7 +460,14 @@ export async function startClamdForConfig(config: Config, log?: Logger): Promise
   const c = config.clamav;
   if (c.socket) return { endpoint: { socket: c.socket }, stop: async () => undefined };
   if (c.host) return { endpoint: { host: c.host, port: c.port }, stop: async () => undefined };
-  const managed = await startManagedClamd({
+  const managed = await startManagedClamdForConfig(config, log);
+  return { endpoint: managed.endpoint, managed, stop: () => managed.stop() };
+}
+
+/** The managed clamd under `${dataDir}/clamd`, sized from the config: the same socket on every start. */
+export function startManagedClamdForConfig(config: Config, log?: Logger): Promise<ManagedClamd> {
+  const c = config.clamav;
+  return startManagedClamd({
     dir: path.join(config.dataDir, 'clamd'),
     runParent: c.tempInMemory ? memoryDir(log) : undefined,
     databaseDir: c.databaseDir,
@@ -449,7 +477,6 @@ export async function startClamdForConfig(config: Config, log?: Logger): Promise
     maxThreads: c.maxThreads,
     log,
   });
-  return { endpoint: managed.endpoint, managed, stop: () => managed.stop() };
 }
 
 /** A tmpfs on every Linux with glibc: clamd's temporary files there cost no disk I/O. */

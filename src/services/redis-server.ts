@@ -17,7 +17,11 @@ import { ensureBinary } from './debian.ts';
 export interface ManagedRedis {
   /** `unix:///path/redis.sock?db=0` or `redis://127.0.0.1:port/0`. */
   url: string;
+  /** Settles when redis-server exits (src/services/supervisor.ts restarts it). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stop(): Promise<void>;
+  /** SIGKILL, at once: the last resort of a shutdown that ran out of time. */
+  kill(): void;
 }
 
 /** A unix socket's path must fit sockaddr_un (108 bytes with its NUL on Linux). */
@@ -99,21 +103,31 @@ export async function startManagedRedis(opts: { dir: string; persist?: boolean; 
     '--loglevel', 'warning',
   ];
   const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const running = () => child.exitCode === null && child.signalCode === null;
+  // Never outlives this process, whichever way it exits (a shutdown deadline, an uncaught error).
+  const kill = () => {
+    if (running()) child.kill('SIGKILL');
+  };
+  process.once('exit', kill);
+  void exited.then(() => process.removeListener('exit', kill));
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   try {
     await endpoint.wait(child);
   } catch (err) {
-    child.kill('SIGKILL');
+    kill();
     throw new SekishoError('SEKISHO_ERR_SERVICE_START', `redis-server did not start: ${(err as Error).message} ${stderr}`.trim());
   }
   return {
     url: endpoint.url,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
+    exited,
+    kill,
+    stop: async () => {
+      if (running()) child.kill('SIGTERM');
+      await exited;
+    },
   };
 }

@@ -18,13 +18,22 @@ import Database from 'better-sqlite3';
 import type { Statement } from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { errorCodes, SekishoError, type ErrorCode } from '../errors.ts';
 import { parseAction, parseStoredVerdict } from './stored-verdict.ts';
 import {
+  attemptOutcomes,
+  checkActionCountQuery,
+  findPage,
   finalMessageStates,
   messageStates,
+  type ActionCount,
+  type ActionCountQuery,
+  type DeliveryAttempt,
   type ListOptions,
+  type MessagePage,
+  type MessageQuery,
+  monotonicMs,
   type MessageChange,
   type MessagePatch,
   type MessageRecord,
@@ -34,7 +43,7 @@ import {
   type RecipientPatch,
   type RecipientRecord,
 } from './meta-store.ts';
-import type { FromWriter, WireError, WireMessagePatch, WriteOp, WriteRequest, WriterOptions } from './sqlite-writer-thread.js';
+import type { FromWriter, MarkRequest, WireError, WireMessagePatch, WriteOp, WriteRequest, WriterOptions } from './sqlite-writer-thread.js';
 
 /**
  * How long a statement waits for another process's write lock before failing with SQLITE_BUSY. A write
@@ -83,6 +92,25 @@ const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX recipients_state_next_attempt_at ON recipients (state, next_attempt_at);
   `,
+  // Delivery-attempt history and the console's message tracking (findMessages, countActions).
+  `
+  CREATE TABLE delivery_attempts (
+    id          INTEGER PRIMARY KEY,
+    message_id  TEXT NOT NULL,
+    address     TEXT NOT NULL,
+    tenant_id   TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    outcome     TEXT NOT NULL CHECK (outcome IN ('delivered', 'deferred', 'bounced')),
+    response    TEXT NOT NULL,
+    remote      TEXT NOT NULL,
+    duration_ms INTEGER,
+    FOREIGN KEY (message_id, address) REFERENCES recipients (message_id, address) ON DELETE CASCADE
+  ) STRICT;
+  CREATE INDEX delivery_attempts_message_at ON delivery_attempts (message_id, at);
+  CREATE INDEX messages_received_at ON messages (received_at);
+  CREATE INDEX messages_header_message_id ON messages (header_message_id);
+  CREATE INDEX recipients_address ON recipients (address COLLATE NOCASE);
+  `,
 ];
 
 const MESSAGE_COLUMNS = `id, origin, received_at AS receivedAt, mail_from AS mailFrom, client_ip AS clientIp, helo, tls,
@@ -92,10 +120,15 @@ const MESSAGE_COLUMNS = `id, origin, received_at AS receivedAt, mail_from AS mai
 const RECIPIENT_COLUMNS = `message_id AS messageId, address, tenant_id AS tenantId, state, action, attempts, response,
   next_attempt_at AS nextAttemptAt, delay_notice_sent AS delayNoticeSent, updated_at AS updatedAt`;
 
+const ATTEMPT_COLUMNS = `message_id AS messageId, address, tenant_id AS tenantId, at, outcome, response, remote,
+  duration_ms AS durationMs`;
+
 const unfinishedStates = messageStates.filter((s) => !finalMessageStates.includes(s));
 
 type MessageRow = Omit<MessageRecord, 'verdict'> & { verdict: string | null };
 type RecipientRow = Omit<RecipientRecord, 'delayNoticeSent' | 'action'> & { delayNoticeSent: number; action: string | null };
+type AttemptRow = Omit<DeliveryAttempt, 'outcome'> & { outcome: string };
+type ActionCountRow = Omit<ActionCount, 'action'> & { action: string | null };
 interface Page {
   limit: number;
   offset: number;
@@ -107,6 +140,66 @@ function toMessage(row: MessageRow): MessageRecord {
 
 function toRecipient(row: RecipientRow): RecipientRecord {
   return { ...row, action: parseAction(row.action), delayNoticeSent: row.delayNoticeSent !== 0 };
+}
+
+function toAttempt(row: AttemptRow): DeliveryAttempt {
+  const outcome = attemptOutcomes.find((o) => o === row.outcome);
+  if (outcome === undefined) throw new TypeError(`stored attempt outcome ${JSON.stringify(row.outcome)} is unknown`);
+  return { ...row, outcome };
+}
+
+type SqlParams = Record<string, string | number>;
+
+/** `col IN (@p0, @p1, …)` with the values added to `params` under `prefix`. */
+function inList(col: string, values: readonly string[], prefix: string, params: SqlParams): string {
+  values.forEach((v, i) => (params[`${prefix}${i}`] = v));
+  return `${col} IN (${values.map((_, i) => `@${prefix}${i}`).join(', ')})`;
+}
+
+/** LIKE's wildcards (and the escape character '\\') taken literally. */
+function likeLiteral(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+/**
+ * The WHERE clause of a MessageQuery over `messages` (unaliased); null when it can match nothing (an empty tenant
+ * scope). id, headerMessageId, recipient and the time range use indexes; mailFrom and the tenant scope are checked
+ * on the rows those leave (the scope by the recipients' primary key). No index has the tenant first: each would
+ * cost every insert of the ingress, and the console's searches come with a time range.
+ */
+function messageFilter(q: MessageQuery): { where: string; params: SqlParams } | null {
+  if (q.tenantIds?.length === 0) return null;
+  const params: SqlParams = {};
+  const where: string[] = [];
+  const scope = q.tenantIds && inList('tenant_id', q.tenantIds, 't', params);
+  if (q.id !== undefined) {
+    where.push('id = @id');
+    params.id = q.id;
+  }
+  if (q.headerMessageId !== undefined) {
+    const bare = q.headerMessageId.trim().replace(/^<(.*)>$/, '$1');
+    where.push('header_message_id IN (@headerId, @bracketedHeaderId)');
+    Object.assign(params, { headerId: bare, bracketedHeaderId: `<${bare}>` });
+  }
+  if (q.mailFrom) {
+    where.push(`mail_from LIKE @mailFrom ESCAPE '\\'`);
+    params.mailFrom = `%${likeLiteral(q.mailFrom)}%`;
+  }
+  if (q.recipient !== undefined) {
+    where.push(`id IN (SELECT message_id FROM recipients WHERE address = @recipient COLLATE NOCASE${scope ? ` AND ${scope}` : ''})`);
+    params.recipient = q.recipient;
+  } else if (scope) {
+    where.push(`EXISTS (SELECT 1 FROM recipients WHERE message_id = messages.id AND ${scope})`);
+  }
+  if (q.from !== undefined) {
+    where.push('received_at >= @from');
+    params.from = q.from;
+  }
+  if (q.to !== undefined) {
+    where.push('received_at < @to');
+    params.to = q.to;
+  }
+  return { where: where.length ? `WHERE ${where.join(' AND ')}` : '', params };
 }
 
 /** SQLite's LIMIT -1 means no limit: without `limit` every row comes back (recovery needs all of them). */
@@ -133,7 +226,8 @@ let commitsOf: (store: SqliteMetaStore) => number;
 let syncedCommitsOf: (store: SqliteMetaStore) => number;
 
 interface PendingWrite {
-  resolve: () => void;
+  /** With the commit time (monotonic ms) when the thread reports one. */
+  resolve: (committedAt: number) => void;
   reject: (err: Error) => void;
 }
 
@@ -146,8 +240,11 @@ export class SqliteMetaStore implements MetaStore {
     listUnfinished: Statement<[...string[], Page], MessageRow>;
     listByState: Statement<[{ state: MessageState } & Page], MessageRow>;
     countByState: Statement<[], { state: MessageState; n: number }>;
+    getAttempts: Statement<[string], AttemptRow>;
   };
   readonly #writer: Worker;
+  /** Delivered marks go to the writer thread on this port, which it empties before any other transaction. */
+  readonly #markPort: MessagePort;
   readonly #writerExited: Promise<void>;
   /** Writes posted to the thread and not answered yet, by request id. */
   readonly #pending = new Map<number, PendingWrite>();
@@ -188,16 +285,21 @@ export class SqliteMetaStore implements MetaStore {
       listByState: db.prepare(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE state = @state
         ORDER BY received_at DESC, id DESC LIMIT @limit OFFSET @offset`),
       countByState: db.prepare('SELECT state, COUNT(*) AS n FROM messages GROUP BY state'),
+      getAttempts: db.prepare(`SELECT ${ATTEMPT_COLUMNS} FROM delivery_attempts WHERE message_id = ? ORDER BY at, id`),
     };
 
+    const marks = new MessageChannel();
+    this.#markPort = marks.port1;
     const workerData: WriterOptions = {
       file: path.resolve(file),
       synchronous: opts.synchronous ?? 'full',
       busyTimeoutMs: BUSY_TIMEOUT_MS,
+      markPort: marks.port2,
     };
     // execArgv: [] — the thread is plain JavaScript and needs none of the parent's loaders (tsx, vitest's).
     this.#writer = new Worker(new URL('./sqlite-writer-thread.js', import.meta.url), {
       workerData,
+      transferList: [marks.port2],
       execArgv: [],
       name: 'sekisho-meta-writer',
     });
@@ -233,6 +335,29 @@ export class SqliteMetaStore implements MetaStore {
     return this.update(id, { recipients: [addresses === undefined ? { patch } : { addresses, patch }] });
   }
 
+  /**
+   * Posted at once (not with the writes of this event-loop turn) on the thread's mark port; the thread commits it
+   * in a transaction of its own before the writes queued ahead of it. With synchronous = NORMAL the commit is in the
+   * WAL, so a process death keeps it; a power cut may take it back (one more delivery, never a lost message).
+   */
+  markDelivered(id: string, addresses: readonly string[], patch: Omit<RecipientPatch, 'state'>): Promise<number> {
+    if (this.#refusal !== undefined) {
+      return Promise.reject(new SekishoError('SEKISHO_ERR_META_UNAVAILABLE', this.#refusal));
+    }
+    // The thread applies the patch with state `delivered`, whatever the caller's object carries.
+    const request: MarkRequest = { op: 'mark', id: ++this.#lastRequestId, messageId: id, addresses, patch, now: this.#now() };
+    return new Promise((resolve, reject) => {
+      if (this.#pending.size === 0) this.#writer.ref();
+      this.#pending.set(request.id, { resolve, reject });
+      try {
+        this.#markPort.postMessage([request]);
+      } catch (err) {
+        this.#pending.delete(request.id);
+        reject(err as Error);
+      }
+    });
+  }
+
   async update(id: string, change: MessageChange): Promise<void> {
     const now = this.#now();
     return this.#write({
@@ -259,7 +384,48 @@ export class SqliteMetaStore implements MetaStore {
     return counts;
   }
 
-  /** Deletes the message and (by cascade) its recipients; no error when the id is unknown. */
+  async getAttempts(messageId: string): Promise<DeliveryAttempt[]> {
+    return this.#stmt.getAttempts.all(messageId).map(toAttempt);
+  }
+
+  /** The page and the total are read in one transaction: one snapshot of the database. */
+  async findMessages(q: MessageQuery): Promise<MessagePage> {
+    const { limit, offset } = findPage(q);
+    const filter = messageFilter(q);
+    if (!filter) return { messages: [], total: 0 };
+    const { where, params } = filter;
+    const db = this.#db;
+    return db.transaction(() => {
+      const rows = db
+        .prepare<[SqlParams], MessageRow>(`SELECT ${MESSAGE_COLUMNS} FROM messages ${where}
+          ORDER BY received_at DESC, id DESC LIMIT @limit OFFSET @offset`)
+        .all({ ...params, limit, offset });
+      const total = db.prepare<[SqlParams], number>(`SELECT COUNT(*) FROM messages ${where}`).pluck().get(params) ?? 0;
+      return { messages: rows.map(toMessage), total };
+    })();
+  }
+
+  /** Scans the messages received in [from, to) (an index range) and their recipients. */
+  async countActions(q: ActionCountQuery): Promise<ActionCount[]> {
+    checkActionCountQuery(q);
+    if (q.tenantIds?.length === 0) return [];
+    const params: SqlParams = { from: q.from, to: q.to, bucketMs: q.bucketMs };
+    const scope = q.tenantIds ? `AND ${inList('r.tenant_id', q.tenantIds, 't', params)}` : '';
+    // better-sqlite3 binds a JS number as REAL: the casts make the division an integer one.
+    const rows = this.#db
+      .prepare<[SqlParams], ActionCountRow>(`SELECT
+          CAST(@from AS INTEGER) + (m.received_at - CAST(@from AS INTEGER)) / CAST(@bucketMs AS INTEGER)
+            * CAST(@bucketMs AS INTEGER) AS bucket,
+          r.tenant_id AS tenantId, r.action AS action, COUNT(*) AS n
+        FROM messages m JOIN recipients r ON r.message_id = m.id
+        WHERE m.received_at >= @from AND m.received_at < @to ${scope}
+        GROUP BY bucket, r.tenant_id, r.action
+        ORDER BY bucket, r.tenant_id, r.action`)
+      .all(params);
+    return rows.map((row) => ({ ...row, action: parseAction(row.action) }));
+  }
+
+  /** Deletes the message and (by cascade) its recipients and their attempts; no error when the id is unknown. */
   deleteMessage(id: string): Promise<void> {
     return this.#write({ op: 'delete', messageId: id });
   }
@@ -278,11 +444,16 @@ export class SqliteMetaStore implements MetaStore {
     this.#postOutbox();
     this.#writer.postMessage({ op: 'close' });
     await this.#writerExited;
+    this.#markPort.close();
     this.#db.close();
   }
 
   /** Posts one write to the thread; it settles when the thread answers, or when the thread stops. */
   #write(op: WriteOp): Promise<void> {
+    return this.#request(op).then(() => undefined);
+  }
+
+  #request(op: WriteOp): Promise<number> {
     if (this.#refusal !== undefined) {
       return Promise.reject(new SekishoError('SEKISHO_ERR_META_UNAVAILABLE', this.#refusal));
     }
@@ -324,7 +495,7 @@ export class SqliteMetaStore implements MetaStore {
       if (!p) continue;
       this.#pending.delete(id);
       if (error) p.reject(fromWire(error));
-      else p.resolve();
+      else p.resolve(batch.committedAt ?? monotonicMs());
     }
     // While closing, stay referenced until the thread has ended: close() must get to close the database.
     if (this.#pending.size === 0 && this.#closing === undefined) this.#writer.unref();

@@ -12,6 +12,10 @@
  * done is durable (with FULL) and visible to every reader. When BEGIN or COMMIT fails, or SQLite rolls the whole
  * transaction back itself (disk full, I/O error), every request of the batch gets that error: none of it is written.
  *
+ * Delivered marks (MetaStore.markDelivered) come on a port of their own and go first: whenever the thread is
+ * about to start a transaction it commits the marks waiting on that port, in one small transaction ahead of the
+ * queued writes. A mark thus waits at most for the one transaction being committed when it arrived.
+ *
  * Plain JavaScript with JSDoc types (checked by `tsc`: allowJs and @ts-check), because a worker thread is loaded
  * by Node's own module loader — under tsx, vitest and plain node alike — which does not compile TypeScript. It owns
  * the SQL of every write; the store owns the reads and the schema migrations, which run before this thread starts.
@@ -19,6 +23,7 @@
  * SEKISHO_ERR_META_UNAVAILABLE for every pending and later write.
  */
 import Database from 'better-sqlite3';
+import process from 'node:process';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 
 /**
@@ -32,15 +37,21 @@ import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_thread
  *       durable?: boolean }
  *   | { op: 'delete', messageId: string }} WriteOp
  *   What to write; `now` is the caller's clock, read when the write was requested.
+ * @typedef {{ op: 'mark', messageId: string, addresses: readonly string[], patch: RecipientPatch, now: number }} MarkOp
+ *   A delivered mark: the patch is applied with state `delivered`.
  * @typedef {WriteOp & { id: number }} WriteRequest
+ * @typedef {MarkOp & { id: number }} MarkRequest
  * @typedef {WriteRequest[] | { op: 'close' }} ToWriter
  *   `close`: write what came before it, close the connection, end the thread.
  * @typedef {{ name: string, message: string, code?: string, cause?: WireError }} WireError
  * @typedef {{ id: number, error?: WireError }} WriteResult
- * @typedef {{ committed: boolean, results: WriteResult[], synced?: boolean }} FromWriter
+ * @typedef {{ committed: boolean, results: WriteResult[], synced?: boolean, committedAt?: number }} FromWriter
  *   One per batch, after its COMMIT (committed) or its rollback (every result has an error); `synced`: the COMMIT
- *   ran with synchronous = FULL (an fsync of the WAL).
- * @typedef {{ file: string, synchronous: 'full' | 'normal', busyTimeoutMs: number }} WriterOptions
+ *   ran with synchronous = FULL (an fsync of the WAL); `committedAt`: when COMMIT returned (monotonic ms, the
+ *   clock of monotonicMs() in meta-store.ts).
+ * @typedef {{ file: string, synchronous: 'full' | 'normal', busyTimeoutMs: number,
+ *   markPort: import('node:worker_threads').MessagePort }} WriterOptions
+ *   `markPort`: where delivered marks (MarkRequest[]) arrive.
  */
 
 /**
@@ -132,6 +143,15 @@ function openWriter(opts) {
     updateAllRecipients: db.prepare(`UPDATE recipients SET ${RECIPIENT_SET} WHERE message_id = @id`),
     updateOneRecipient: db.prepare(`UPDATE recipients SET ${RECIPIENT_SET}
       WHERE message_id = @id AND address = @address`),
+    // tenant_id is copied from the recipient: the console filters attempts by tenant without a join.
+    insertAllAttempts: db.prepare(`INSERT INTO delivery_attempts
+        (message_id, address, tenant_id, at, outcome, response, remote, duration_ms)
+      SELECT message_id, address, tenant_id, @at, @outcome, @response, @remote, @durationMs
+      FROM recipients WHERE message_id = @id ORDER BY seq`),
+    insertOneAttempt: db.prepare(`INSERT INTO delivery_attempts
+        (message_id, address, tenant_id, at, outcome, response, remote, duration_ms)
+      SELECT message_id, address, tenant_id, @at, @outcome, @response, @remote, @durationMs
+      FROM recipients WHERE message_id = @id AND address = @address`),
     deleteMessage: db.prepare('DELETE FROM messages WHERE id = ?'),
   };
 
@@ -153,8 +173,9 @@ function openWriter(opts) {
   }
 
   /**
-   * Patches the named recipients (all when `addresses` is undefined); an unknown one throws, and the savepoint of
-   * the request takes back the recipients already patched: a patch applies to all named or to none.
+   * Patches the named recipients (all when `addresses` is undefined) and records the patch's delivery attempt for
+   * each; an unknown one throws, and the savepoint of the request takes back the recipients already patched: a
+   * patch applies to all named or to none.
    * @param {string} id
    * @param {readonly string[] | undefined} addresses
    * @param {RecipientPatch} patch
@@ -177,14 +198,24 @@ function openWriter(opts) {
       addAttempt: flag(patch.countAttempt === true),
       now,
     };
+    const attempt = patch.attempt && {
+      id,
+      at: patch.attempt.at,
+      outcome: patch.attempt.outcome,
+      response: patch.attempt.response,
+      remote: patch.attempt.remote,
+      durationMs: patch.attempt.durationMs === undefined ? null : Math.round(patch.attempt.durationMs),
+    };
     if (addresses === undefined) {
       stmt.updateAllRecipients.run(params);
+      if (attempt) stmt.insertAllAttempts.run(attempt);
       return;
     }
     for (const address of new Set(addresses)) {
       if (stmt.updateOneRecipient.run({ ...params, address }).changes === 0) {
         throw new RequestError('SEKISHO_ERR_META_NOT_FOUND', `message ${id} has no recipient ${address}`);
       }
+      if (attempt) stmt.insertOneAttempt.run({ ...attempt, address });
     }
   }
 
@@ -204,9 +235,12 @@ function openWriter(opts) {
     if (changes === 0) throw notFound(id);
   }
 
-  /** @param {WriteOp} request */
+  /** @param {WriteOp | MarkOp} request */
   function apply(request) {
     switch (request.op) {
+      case 'mark':
+        updateRecipients(request.messageId, request.addresses, { ...request.patch, state: 'delivered' }, request.now);
+        return;
       case 'insert':
         insert(request.msg, request.now);
         return;
@@ -223,7 +257,7 @@ function openWriter(opts) {
 
   /**
    * Writes the batch in one transaction, each request in its own savepoint.
-   * @param {WriteRequest[]} batch
+   * @param {(WriteRequest | MarkRequest)[]} batch
    * @returns {FromWriter}
    */
   function writeBatch(batch) {
@@ -251,7 +285,7 @@ function openWriter(opts) {
       }
       const synced = db.pragma('synchronous', { simple: true }) === 2;
       stmt.commit.run();
-      return { committed: true, results, synced };
+      return { committed: true, results, synced, committedAt: Number(process.hrtime.bigint()) / 1e6 };
     } catch (err) {
       if (db.inTransaction) stmt.rollback.run();
       const error = toWire(err);
@@ -271,11 +305,28 @@ function storePort() {
 }
 
 const port = storePort();
-const writer = openWriter(/** @type {WriterOptions} */ (workerData));
+const options = /** @type {WriterOptions} */ (workerData);
+const writer = openWriter(options);
+const markPort = options.markPort;
 
 /** @returns {ToWriter | undefined} */
 function nextQueued() {
   return /** @type {{ message: ToWriter } | undefined} */ (receiveMessageOnPort(port))?.message;
+}
+
+/** The delivered marks waiting on markPort (behind `first`, the one an event handed over). */
+function takeMarks(/** @type {MarkRequest[]} */ first = []) {
+  const marks = [...first];
+  for (let m = receiveMessageOnPort(markPort); m !== undefined; m = receiveMessageOnPort(markPort)) {
+    marks.push(.../** @type {MarkRequest[]} */ (m.message));
+  }
+  return marks;
+}
+
+/** Commits the waiting delivered marks in one transaction; called before any other transaction begins. */
+function commitMarks(/** @type {MarkRequest[]} */ first = []) {
+  const marks = takeMarks(first);
+  if (marks.length > 0) port.postMessage(writer.writeBatch(marks));
 }
 
 /**
@@ -288,6 +339,7 @@ function onRequest(first) {
   /** @type {WriteRequest[]} */
   let batch = [];
   const flush = () => {
+    commitMarks();
     if (batch.length > 0) port.postMessage(writer.writeBatch(batch));
     batch = [];
   };
@@ -295,8 +347,9 @@ function onRequest(first) {
     if (!Array.isArray(next)) {
       flush();
       writer.close();
-      // With no listener left the port lets the thread end; the results posted above still reach the store.
+      // With no listener left the ports let the thread end; the results posted above still reach the store.
       port.off('message', onRequest);
+      markPort.close();
       return;
     }
     for (const req of next) {
@@ -308,3 +361,4 @@ function onRequest(first) {
 }
 
 port.on('message', onRequest);
+markPort.on('message', commitMarks);

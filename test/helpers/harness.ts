@@ -39,6 +39,8 @@ export interface HarnessOptions {
   stages?: readonly AnyStage[];
   /** Keys merged into a base tenant's config, by tenant id (`{ 'town-b': { sanitize: true } }`). */
   tenantOptions?: Record<string, Record<string, unknown>>;
+  /** Runs on this data dir (e.g. one a backup was restored into) instead of a new temporary one; stop() removes it too. */
+  dataDir?: string;
   /** Do not start the in-process worker (e.g. to run it as a child process). */
   noWorker?: boolean;
   log?: boolean;
@@ -62,7 +64,7 @@ export class Harness {
   static async start(opts: HarnessOptions = {}): Promise<Harness> {
     const h = new Harness(opts);
     await Promise.all(Object.values(h.sinks).map((s) => s.start()));
-    h.dataDir = mkdtempSync(path.join(os.tmpdir(), 'sekisho-it-'));
+    h.dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'sekisho-it-'));
     const base = {
       hostname: 'mx.pref.test.lg.jp',
       smtp: { listen: '127.0.0.1:0', closeTimeoutMs: 2_000 },

@@ -23,6 +23,18 @@ export interface SinkBehaviour {
   data?: (msg: SinkMessage) => SinkReply | undefined;
   /** Called once the whole message arrived, before the reply; may delay the reply. */
   beforeReply?: (msg: SinkMessage, session: SMTPServerSession) => Promise<void>;
+  /** Return true to close the connection after DATA without any reply (the message is not recorded). */
+  drop?: (msg: SinkMessage) => boolean;
+}
+
+/** smtp-server's own list of open connections (not in its types): the drop behaviour closes one. */
+interface ServerConnections {
+  connections: Set<{ session: SMTPServerSession; _socket: { destroy(): void } }>;
+}
+
+export interface SmtpSinkOptions {
+  /** How long close() lets open connections finish before it drops them (smtp-server's closeTimeout). */
+  closeTimeoutMs?: number;
 }
 
 export class SmtpSink {
@@ -33,8 +45,9 @@ export class SmtpSink {
   readonly #closed = new Set<string>();
   port = 0;
 
-  constructor() {
+  constructor(opts: SmtpSinkOptions = {}) {
     this.#server = new SMTPServer({
+      ...(opts.closeTimeoutMs !== undefined && { closeTimeout: opts.closeTimeoutMs }),
       authOptional: true,
       disabledCommands: ['AUTH', 'STARTTLS'],
       disableReverseLookup: true,
@@ -57,6 +70,11 @@ export class SmtpSink {
             raw: Buffer.concat(chunks),
             at: Date.now(),
           };
+          if (this.behaviour.drop?.(msg)) {
+            const conns = (this.#server as unknown as ServerConnections).connections;
+            for (const c of conns) if (c.session === session) c._socket.destroy();
+            return;
+          }
           const finish = () => {
             // A client that vanished before our reply never learnt of the acceptance: like an MTA that only
             // commits when it can answer, such a transaction does not count as delivered.
@@ -75,8 +93,9 @@ export class SmtpSink {
     });
   }
 
-  async start(): Promise<this> {
-    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', () => resolve()));
+  /** Listens on `port` (default: one the OS chooses). */
+  async start(port = 0): Promise<this> {
+    await new Promise<void>((resolve) => this.#server.listen(port, '127.0.0.1', () => resolve()));
     const addr = this.#server.server.address();
     this.port = typeof addr === 'object' && addr ? addr.port : 0;
     return this;

@@ -1,6 +1,7 @@
 /**
  * Delivery details: TLS per route (STARTTLS when offered, requireTLS, smtps), give-up after
- * delivery.giveUpAfterMs with a DSN, one "delayed" notice, and DSNs to a sender inside a tenant.
+ * delivery.giveUpAfterMs with a DSN, one "delayed" notice, the history of attempts, and DSNs to a sender inside a
+ * tenant.
  */
 import { readFileSync, rmSync } from 'node:fs';
 import { SMTPServer } from 'smtp-server';
@@ -128,6 +129,9 @@ describe('delivery', () => {
     expect(text).toMatch(/Action: failed/);
     expect(text).toMatch(/Status: 5\.3\.2/); // the deferral's detail, made permanent
     expect(text).toMatch(/gave up after/);
+    const attempts = await h.stores.meta.getAttempts(mid);
+    expect(attempts.slice(0, -1).every((a) => a.outcome === 'deferred' && a.response.startsWith('421 4.3.2'))).toBe(true);
+    expect(attempts.at(-1)).toMatchObject({ outcome: 'bounced', response: expect.stringMatching(/^421 4\.3\.2 busy.*gave up after/) });
   });
 
   it('sends exactly one "delayed" notice while it keeps retrying', async () => {
@@ -142,6 +146,24 @@ describe('delivery', () => {
     const text = h.sinks.outbound.messages[0]!.raw.toString('latin1');
     expect(text).toMatch(/Action: delayed/);
     expect(text).toMatch(/Will-Retry-Until: /);
+  });
+
+  it('keeps each attempt of a deferred-then-delivered recipient, with its reply and the downstream host:port', async () => {
+    h = await Harness.start({ config: { delivery: { retryInitialDelayMs: 150, retryMaxDelayMs: 150 } } });
+    let refusals = 1;
+    h.sinks.a.behaviour = { data: () => (refusals-- > 0 ? { code: 451, text: '4.3.0 later' } : undefined) };
+    const mid = queuedId(await sendRaw(h.port, 'sender@example.net', ['u@city-a.example.lg.jp'], simpleMessage()));
+    await h.waitForState(mid, (s) => s[0] === 'delivered');
+    const attempts = await h.stores.meta.getAttempts(mid);
+    const remote = `127.0.0.1:${h.sinks.a.port}`;
+    expect(attempts.map((a) => [a.address, a.tenantId, a.outcome, a.remote])).toEqual([
+      ['u@city-a.example.lg.jp', 'city-a', 'deferred', remote],
+      ['u@city-a.example.lg.jp', 'city-a', 'delivered', remote],
+    ]);
+    expect(attempts[0]!.response).toMatch(/^451 4\.3\.0 later/);
+    expect(attempts[1]!.response).toMatch(/^250 /);
+    expect(attempts.every((a) => a.durationMs !== null && a.durationMs >= 0)).toBe(true);
+    expect((await h.stores.meta.getRecipients(mid))[0]).toMatchObject({ attempts: 2, response: attempts[1]!.response });
   });
 
   it('routes a DSN for a sender inside a tenant to that tenant, not to the outbound relay', async () => {

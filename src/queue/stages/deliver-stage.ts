@@ -9,7 +9,7 @@
 import { DelayedError, type Job } from 'bullmq';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { RecipientOutcome } from '../../delivery/delivery.ts';
+import type { DeliveryOutcome, RecipientOutcome } from '../../delivery/delivery.ts';
 import { statusFromReply, type DsnRecipient } from '../../delivery/dsn.ts';
 import { retryDelayMs } from '../../delivery/retry-delay.ts';
 import { encodeHeader } from '../../mime/compose.ts';
@@ -18,7 +18,7 @@ import { authenticationResultsHeader, stripForgedAuthResults } from '../../scan/
 import { effectivePolicy } from '../../policy/decide.ts';
 import { deliveryBody, headerChanges, subjectTagFor } from '../../policy/plan.ts';
 import type { MessageKind } from '../../spool/message-store.ts';
-import { isOpenRecipient, type MessageRecord, type RecipientPatch, type RecipientRecord } from '../../spool/meta-store.ts';
+import { isOpenRecipient, type MessageRecord, type NewAttempt, type RecipientPatch, type RecipientRecord } from '../../spool/meta-store.ts';
 import { finalizeIfDone } from '../finalize.ts';
 import { notifySender } from '../notify-sender.ts';
 import { OUTBOUND_ROUTE, routeHandOff, type RouteJobData } from '../pipeline.ts';
@@ -81,6 +81,24 @@ async function* concat(prefix: Buffer, rest: Readable): AsyncGenerator<Buffer> {
   for await (const chunk of rest) yield chunk as Buffer;
 }
 
+/** What every recipient's attempt record of one delivery attempt shares. */
+type AttemptBase = Omit<NewAttempt, 'outcome' | 'response'>;
+
+/**
+ * Records the recipients the server accepted, through the store's immediate path (MetaStore.markDelivered), and
+ * observes the window from the server's reply to the commit. One reply covers every recipient of the transaction.
+ */
+async function markDelivered(deps: WorkerDeps, mid: string, outcome: DeliveryOutcome, tried: AttemptBase): Promise<number | undefined> {
+  const response = outcome.delivered[0]?.response ?? null;
+  const attempt = { ...tried, outcome: 'delivered' as const, response: response ?? '' };
+  const addresses = outcome.delivered.map((o) => o.address);
+  const committedAt = await deps.meta.markDelivered(mid, addresses, { response, nextAttemptAt: null, countAttempt: true, attempt });
+  if (outcome.repliedAt === undefined) return undefined;
+  const windowMs = Math.max(0, committedAt - outcome.repliedAt);
+  deps.metrics.deliveredMarkSeconds.observe(windowMs / 1000);
+  return windowMs;
+}
+
 /** What one delivery attempt to one route left to do: when to try the deferred recipients again (Infinity: none). */
 export interface RouteAttempt {
   nextAt: number;
@@ -104,14 +122,20 @@ export async function attemptRoute(
   const { config, meta, store, tenants, deliverer, metrics } = deps;
   const mid = msg.id;
 
-  const bounce = async (outcomes: RecipientOutcome[], remote: string | null) => {
+  const bounce = async (outcomes: RecipientOutcome[], tried: AttemptBase) => {
     if (!outcomes.length) return;
     // DSN first, then the state: a crash in between repeats the DSN rather than losing it.
-    await notifySender(deps, msg, outcomes.map((o) => dsnRecipient(o, 'failed', remote, true)), log);
+    await notifySender(deps, msg, outcomes.map((o) => dsnRecipient(o, 'failed', tried.remote || null, true)), log);
     await meta.update(mid, {
       recipients: outcomes.map((o) => ({
         addresses: [o.address],
-        patch: { state: 'bounced' as const, response: o.response, nextAttemptAt: null, countAttempt: true },
+        patch: {
+          state: 'bounced' as const,
+          response: o.response,
+          nextAttemptAt: null,
+          countAttempt: true,
+          attempt: { ...tried, outcome: 'bounced' as const, response: o.response },
+        },
       })),
     });
     metrics.deliveries.inc({ outcome: 'bounced', tenant: route }, outcomes.length);
@@ -120,8 +144,9 @@ export async function attemptRoute(
 
   const url = route === OUTBOUND_ROUTE ? config.delivery.outboundRelay : tenants.byId(route)?.deliverTo;
   const addresses = mine.map((r) => r.address);
+  const startedAt = Date.now();
   const started = performance.now();
-  let outcome;
+  let outcome: DeliveryOutcome;
   if (!url) {
     const response =
       route === OUTBOUND_ROUTE ? '451 4.4.0 no outbound route: set delivery.outboundRelay' : `451 4.4.0 tenant "${route}" is not configured`;
@@ -153,18 +178,20 @@ export async function attemptRoute(
       }
     }
   }
-  metrics.stageSeconds.observe({ stage: 'deliver' }, (performance.now() - started) / 1000);
+  const durationMs = performance.now() - started;
+  const tried: AttemptBase = { at: startedAt, remote: outcome.remote, durationMs };
+  // The delivered mark before anything else: until it commits, a process death means delivering again.
+  const markMs = outcome.delivered.length ? await markDelivered(deps, mid, outcome, tried) : undefined;
+  metrics.stageSeconds.observe({ stage: 'deliver' }, durationMs / 1000);
   deps.routeHealth.record(route, outcome.deferred.length === 0);
 
   if (outcome.delivered.length) {
-    // One server reply covers every recipient of the transaction: one update for all of them.
-    const response = outcome.delivered[0]?.response ?? null;
-    await meta.updateRecipients(mid, outcome.delivered.map((o) => o.address), { state: 'delivered', response, nextAttemptAt: null, countAttempt: true });
     for (let i = 0; i < outcome.delivered.length; i++) metrics.endToEndSeconds.observe((Date.now() - msg.receivedAt) / 1000);
     metrics.deliveries.inc({ outcome: 'delivered', tenant: route }, outcome.delivered.length);
-    log.info({ recipients: outcome.delivered.map((o) => o.address), remote: outcome.remote, response: outcome.delivered[0]?.response }, 'delivered');
+    const recipients = outcome.delivered.map((o) => o.address);
+    log.info({ recipients, remote: outcome.remote, response: outcome.delivered[0]?.response, markMs }, 'delivered');
   }
-  await bounce(outcome.bounced, outcome.remote || null);
+  await bounce(outcome.bounced, tried);
 
   let nextAt = Infinity;
   if (outcome.deferred.length) {
@@ -172,7 +199,7 @@ export async function attemptRoute(
     const age = now - msg.receivedAt;
     if (age >= config.delivery.giveUpAfterMs) {
       const expired = outcome.deferred.map((o) => ({ ...o, response: `${o.response} (gave up after ${Math.round(age / 3_600_000)} h)` }));
-      await bounce(expired, outcome.remote || null);
+      await bounce(expired, tried);
     } else {
       const byAddress = new Map(mine.map((r) => [r.address, r]));
       const notice: DsnRecipient[] = [];
@@ -186,7 +213,14 @@ export async function attemptRoute(
         if (noticeDue) notice.push(dsnRecipient(o, 'delayed', outcome.remote || null, false));
         patches.push({
           addresses: [o.address],
-          patch: { state: 'deferred', response: o.response, nextAttemptAt: at, countAttempt: true, ...(noticeDue ? { delayNoticeSent: true } : {}) },
+          patch: {
+            state: 'deferred',
+            response: o.response,
+            nextAttemptAt: at,
+            countAttempt: true,
+            attempt: { ...tried, outcome: 'deferred', response: o.response },
+            ...(noticeDue ? { delayNoticeSent: true } : {}),
+          },
         });
       }
       if (notice.length) await notifySender(deps, msg, notice, log);

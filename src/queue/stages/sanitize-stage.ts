@@ -38,8 +38,8 @@ async function hold(deps: WorkerDeps, msg: MessageRecord, route: string, mine: r
   return { handOffs: [] };
 }
 
-/** Sanitizes the raw message for `route` and stores the copy (fsync'd) under that tenant's key. */
-async function makeCopy(deps: WorkerDeps, msg: MessageRecord, route: string, mine: readonly RecipientRecord[], kind: MessageKind, log: Logger): Promise<void> {
+/** Sanitizes the raw message for `route` and stores the copy (fsync'd) under that tenant's key; returns the raw bytes read. */
+async function makeCopy(deps: WorkerDeps, msg: MessageRecord, route: string, mine: readonly RecipientRecord[], kind: MessageKind, log: Logger): Promise<Buffer> {
   const { config, store, tenants, metrics } = deps;
   const sanitizer = deps.sanitizer;
   const tenant = tenants.byId(route);
@@ -50,9 +50,10 @@ async function makeCopy(deps: WorkerDeps, msg: MessageRecord, route: string, min
   const release = await deps.scanMemory.acquire(msg.size);
   try {
     const started = performance.now();
+    const raw = await store.read(msg.id);
     const result = await sanitizer.sanitize({
       mid: msg.id,
-      raw: await store.read(msg.id),
+      raw,
       tenant,
       recipients: mine.map((r) => r.address),
       verdict: msg.verdict,
@@ -64,6 +65,7 @@ async function makeCopy(deps: WorkerDeps, msg: MessageRecord, route: string, min
     metrics.stageSeconds.observe({ stage: 'sanitize' }, (performance.now() - started) / 1000);
     for (const p of result.parts) metrics.sanitizedParts.inc({ tenant: route, outcome: p.outcome, reason: p.reason ?? '' });
     log.info({ parts: result.summary, size: result.message.length }, 'sanitized copy stored');
+    return raw;
   } finally {
     release();
   }
@@ -78,9 +80,9 @@ async function processSanitize(job: Job<RouteJobData>, deps: WorkerDeps): Promis
   const { msg, mine } = work;
   if (!deps.sanitizer) return hold(deps, msg, route, mine, log);
   const kind: MessageKind = { sanitized: route };
-  if (!(await store.exists(mid, kind))) await makeCopy(deps, msg, route, mine, kind, log);
+  const raw = (await store.exists(mid, kind)) ? undefined : await makeCopy(deps, msg, route, mine, kind, log);
   // Again on a re-run: the hook is idempotent, and a crash may have come between the copy and the hook.
-  await deps.quarantine?.keep(msg, route, 'original', msg.verdict?.decisions[route]?.reasons ?? []);
+  await deps.quarantine?.keep({ ...msg, raw }, route, 'original', msg.verdict?.decisions[route]?.reasons ?? []);
   const due = Math.min(...mine.map((r) => r.nextAttemptAt ?? 0));
   return { handOffs: [routeHandOff('deliver', mid, route, due - Date.now())] };
 }

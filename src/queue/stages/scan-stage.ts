@@ -12,9 +12,9 @@
  */
 import { DelayedError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
-import type { TenantConfig } from '../../config/schema.ts';
 import { decide } from '../../policy/decide.ts';
 import type { Sender } from '../../policy/sender-lists.ts';
+import type { SenderListsOf } from '../../policy/tenant-lists.ts';
 import { headerFromAddress } from '../../scan/header-from.ts';
 import type { SymbolInfo } from '../../scan/symbols.ts';
 import { mustRescan, planDelivery, sessionRejectReply, type TenantPlan } from '../../policy/plan.ts';
@@ -133,8 +133,8 @@ function decideAll(deps: WorkerDeps, msg: MessageRecord, recipients: readonly Re
   const ageMs = Date.now() - msg.receivedAt;
   // The header From is read only for a tenant with allow or block lists: most have none.
   let sender: Sender | undefined;
-  const senderFor = (t: TenantConfig) =>
-    t.allow.length || t.block.length ? (sender ??= { mailFrom: msg.mailFrom, headerFrom: headerFromAddress(raw), clientIp: msg.clientIp }) : undefined;
+  const senderFor = (l: SenderListsOf) =>
+    l.allow.length || l.block.length ? (sender ??= { mailFrom: msg.mailFrom, headerFrom: headerFromAddress(raw), clientIp: msg.clientIp }) : undefined;
   const describe = (name: string) => deps.checks.reduce<SymbolInfo | undefined>((found, c) => found ?? c.symbolInfo?.(name), undefined);
   const decisions = new Map<string, StoredDecision>();
   for (const tenantId of new Set(recipients.map((r) => r.tenantId))) {
@@ -144,7 +144,8 @@ function decideAll(deps: WorkerDeps, msg: MessageRecord, recipients: readonly Re
       decisions.set(tenantId, { action: 'quarantine', score: 0, reasons: [`tenant "${tenantId}" is no longer configured`] });
       continue;
     }
-    decisions.set(tenantId, decide(verdict, tenant, config.policy, { ageMs, scan: config.scan, sender: senderFor(tenant), describe }));
+    const lists = deps.senderLists?.of(tenantId) ?? tenant;
+    decisions.set(tenantId, decide(verdict, tenant, config.policy, { ageMs, scan: config.scan, sender: senderFor(lists), lists, describe }));
   }
   return decisions;
 }
@@ -205,7 +206,7 @@ async function scanAndDecide(
   // The quarantine records first: a crash before the update below scans again and records the same hold again
   // (idempotent); the other order could leave held bytes that no record knows of.
   for (const p of plans.filter((p) => p.state === 'quarantined')) {
-    await deps.quarantine?.keep({ ...msg, verdict: record }, p.tenantId, 'held', p.response ? [p.response] : []);
+    await deps.quarantine?.keep({ ...msg, verdict: record, raw }, p.tenantId, 'held', p.response ? [p.response] : []);
   }
   await meta.update(mid, { recipients: patches, message: { state: 'delivering', verdict: record, lastError: null } });
   log.info({ symbols: verdict.symbols.map((s) => s.name), actions: Object.fromEntries(plans.map((p) => [p.tenantId, p.action])) }, 'scanned');

@@ -117,6 +117,17 @@ describe('ConverterPool', () => {
     expect(r.files?.[0]?.data.toString()).toBe('still here');
   });
 
+  it('reports each child that died in use (crash, deadline) through onRestart, not one retired after maxJobsPerChild', async () => {
+    let restarts = 0;
+    const pool = newPool({ processes: 1, jobTimeoutMs: 1_000, maxJobsPerChild: 1, onRestart: () => restarts++ });
+    await pool.run('echo', Buffer.from('retired after this'));
+    await rejection(pool.run('crash', Buffer.alloc(0)));
+    await rejection(pool.run('hang', Buffer.alloc(0)));
+    await pool.run('echo', Buffer.from('x'));
+    await pool.close();
+    expect(restarts).toBe(2);
+  });
+
   it('kills a child whose memory grows past the limit with "too-large", and the next job succeeds', async () => {
     const pool = newPool({ processes: 1, memoryLimitBytes: 256 * MIB });
     const err = await rejection(pool.run('hog', Buffer.alloc(0)));

@@ -3,7 +3,7 @@
  * (WAL, schema version), sharing it between store instances and between processes (the ingress and the worker
  * are separate processes), durability across reopening, refusing a schema newer than the code, and its writer
  * thread: group commit with one savepoint per write, a batch rolled back as a whole, the clock read at the request,
- * closing, a thread that dies, and a process that forgets close().
+ * closing, a thread that dies, and a process that forgets close(); migrating a version-1 database.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -300,7 +300,7 @@ describe('SqliteMetaStore', () => {
     const db = new Database(file, { readonly: true });
     try {
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(db.pragma('user_version', { simple: true })).toBe(1);
+      expect(db.pragma('user_version', { simple: true })).toBe(2);
       expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
     } finally {
       db.close();
@@ -366,6 +366,23 @@ describe('SqliteMetaStore', () => {
     db.prepare('UPDATE messages SET verdict = ? WHERE id = ?').run('[1,2]', msg.id);
     await expect(store.getMessage(msg.id)).rejects.toThrow(/stored verdict: not an object/);
     db.close();
+  });
+
+  it('migrates a version-1 database with its messages: they are found by the new indexes and take attempts', async () => {
+    const first = new SqliteMetaStore(file);
+    const msg = newMessage({ headerMessageId: '<old@example.net>' });
+    await first.insertMessage(msg);
+    await first.close();
+    // Version 1 is version 2 without migration 2's table and indexes.
+    const db = new Database(file);
+    db.exec(`DROP TABLE delivery_attempts; DROP INDEX messages_received_at; DROP INDEX messages_header_message_id;
+      DROP INDEX recipients_address; PRAGMA user_version = 1;`);
+    db.close();
+    const store = openStore();
+    expect((await store.findMessages({ headerMessageId: 'old@example.net' })).messages.map((m) => m.id)).toEqual([msg.id]);
+    expect((await store.findMessages({ recipient: msg.recipients[1]!.address, tenantIds: ['city-b'] })).total).toBe(1);
+    await store.updateRecipients(msg.id, undefined, { state: 'delivered', attempt: { at: 1, outcome: 'delivered', response: '250 ok', remote: '' } });
+    expect(await store.getAttempts(msg.id)).toHaveLength(2);
   });
 
   it('refuses a database whose schema is newer than this code (SEKISHO_ERR_META_SCHEMA)', async () => {
