@@ -16,6 +16,7 @@ import { validateConfig } from '../src/config/load.ts';
 import type { Config } from '../src/config/schema.ts';
 import { createLogger } from '../src/log.ts';
 import { closeStores, openStores, startAdmin, startIngress, startWorker, type Stores } from '../src/runtime.ts';
+import { PROJECT_SIGNATURE_DIR } from '../src/services/clamd.ts';
 import { startManagedRedis } from '../src/services/redis-server.ts';
 import { EICAR } from '../test/helpers/check-context.ts';
 import { startTestClamd } from '../test/helpers/clamd.ts';
@@ -165,7 +166,11 @@ async function main(): Promise<void> {
     stops.unshift(() => ingress.stop());
     const worker = await startWorker(config, { redisUrl: redis.url, engines: { clamd: clamd.clamd.endpoint }, log, stores });
     stops.unshift(() => worker.stop());
-    const admin = await startAdmin(config, { stores, pipeline: ingress.pipeline, metrics: ingress.metrics, clamd: clamd.clamd.endpoint }, log);
+    const admin = await startAdmin(
+      config,
+      { stores, pipeline: ingress.pipeline, metrics: ingress.metrics, clamd: clamd.clamd.endpoint, clamdDatabaseDirs: [clamd.databaseDir, PROJECT_SIGNATURE_DIR] },
+      log,
+    );
     stops.unshift(() => admin.stop());
     const base = `http://127.0.0.1:${admin.port}`;
 

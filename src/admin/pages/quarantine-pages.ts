@@ -40,7 +40,7 @@ function recordRows(req: FastifyRequest, records: readonly QuarantineRecord[], s
   return html`${records.map(
     (r) => html`<tr>
 ${selectable ? html`<td><input type="checkbox" name="sel" value="${refOf(r)}" form="bulk" aria-label="select"></td>` : ''}
-<td class="nowrap">${formatTime(r.createdAt, req.locale)}</td><td>${r.tenantId}</td>
+<td class="nowrap">${formatTime(r.createdAt, req.locale)}</td><td class="nowrap">${r.tenantId}</td>
 <td class="addr">${r.mailFrom || '<>'}</td><td class="addr">${r.recipients.join(', ')}</td>
 <td><a href="/console/quarantine/${r.messageId}/${r.tenantId}">${displaySubject(r.subject) || '(no subject)'}</a></td>
 <td class="symbols">${r.symbols.slice(0, 4).join(' ')}${r.symbols.length > 4 ? ' …' : ''}</td>
