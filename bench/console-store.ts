@@ -67,7 +67,7 @@ export interface StoreBenchResult {
   queries: QueryFigures[];
 }
 
-const DAY_MS = 24 * 3_600_000;
+export const DAY_MS = 24 * 3_600_000;
 const SPAN_MS = 14 * DAY_MS;
 const T_END = Date.UTC(2026, 11, 1);
 const PAGE = 50;
@@ -76,14 +76,14 @@ const BUILD_BATCH = 10_000;
 /** Distinct parameter values each query cycles through (one tenant, term, address… per iteration). */
 const PARAMS = 20;
 
-const SYMBOLS = [
+export const SYMBOLS = [
   'CLAMAV_VIRUS', 'CLAMAV_FAIL', 'SPF_FAIL', 'SPF_SOFTFAIL', 'DKIM_FAIL', 'DMARC_REJECT', 'DMARC_QUARANTINE',
   'ARCHIVE_ENCRYPTED', 'ARCHIVE_TOO_DEEP', 'OFFICE_AUTOEXEC_MACRO', 'OFFICE_MACRO', 'PDF_JAVASCRIPT', 'PDF_LAUNCH',
   'EXECUTABLE_ATTACHMENT', 'DOUBLE_EXTENSION', 'RTLO_FILENAME', 'HTML_FORM', 'URL_IP', 'URL_SHORTENER',
   'URL_PUNYCODE', 'FROM_DISPLAY_SPOOF', 'REPLY_TO_MISMATCH', 'BAYES_SPAM', 'BAYES_HAM', 'RBL_SPAMHAUS',
   'HASH_BLOCKLIST', 'ENCRYPTED_PDF', 'UNKNOWN_TYPE', 'SIZE_LIMIT', 'SANITIZE_FAIL',
 ];
-const JA_WORDS = [
+export const JA_WORDS = [
   '請求書', '会議資料', 'ご案内', '見積書', '納品書', '議事録', 'お知らせ', '【重要】', '打ち合わせ', '予算要求',
   '報告書', '確認のお願い', 'アカウント停止', 'パスワード更新', '緊急', '申請書', '調査票', 'ご回答', '送付', '入札',
   '契約書', '住民票', '防災訓練', '研修', '日程調整', '広報誌', '議会', '補助金', '照会', '回覧',
@@ -116,12 +116,12 @@ function utf8Word(s: string): string {
   return `=?UTF-8?B?${Buffer.from(s, 'utf8').toString('base64')}?=`;
 }
 
-const tenantName = (t: number) => `city-${String(t).padStart(2, '0')}`;
-const recipientOf = (t: number, u: number) => `user${u}@${tenantName(t)}.example.lg.jp`;
-const senderOf = (s: number) => `sender${s}@${['shop', 'news', 'bank', 'corp', 'mail'][s % 5]}${s % 500}.example.com`;
+export const tenantName = (t: number) => `city-${String(t).padStart(2, '0')}`;
+export const recipientOf = (t: number, u: number) => `user${u}@${tenantName(t)}.example.lg.jp`;
+export const senderOf = (s: number) => `sender${s}@${['shop', 'news', 'bank', 'corp', 'mail'][s % 5]}${s % 500}.example.com`;
 
 /** Schema v1 rows, as the pipeline of the previous release wrote them. */
-function buildV1(file: string, n: number, tenants: number, seed: number): void {
+export function buildV1(file: string, n: number, tenants: number, seed: number): void {
   const rand = rng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
   const weights = Array.from({ length: tenants }, (_, t) => 1 / (t + 1));

@@ -3,7 +3,7 @@
 # the npm packages (npm ci, when node_modules is missing or older than package-lock.json) and the Debian
 # packages of the services Sekisho manages when none is configured (redis-server, clamav-daemon) and of the
 # sanitizer's converters (LibreOffice without a GUI, its python3-uno bridge, CJK fonts, poppler-utils); with the
-# argument `test`, also Debian's Chromium for the console's browser tests.
+# argument `test`, also Debian's Chromium for the console's browser tests and libfaketime for the fault suite.
 # Sekisho itself also apt-installs a missing service binary at start; doing it here first keeps the
 # first start quick and its log clean. Set SEKISHO_NO_APT=1 to skip the Debian part.
 set -euo pipefail
@@ -28,6 +28,8 @@ if [ "${SEKISHO_NO_APT:-}" = "" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/
   command -v pdfinfo >/dev/null && command -v pdftoppm >/dev/null || missing+=(poppler-utils)
   # The console's end-to-end tests drive Debian's Chromium (playwright-core, never a downloaded browser).
   [ "${1:-}" != test ] || [ -x /usr/bin/chromium ] || missing+=(chromium)
+  # The fault suite's clock-jump rows (npm run test:faults) start Sekisho under libfaketime.
+  [ "${1:-}" != test ] || dpkg -s libfaketime >/dev/null 2>&1 || missing+=(libfaketime)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "[sekisho] installing Debian packages: ${missing[*]}…" >&2
     export DEBIAN_FRONTEND=noninteractive

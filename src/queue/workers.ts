@@ -12,6 +12,9 @@ import type { WorkerDeps } from './worker-deps.ts';
 /** How often BullMQ looks for jobs whose worker died (their lock expired); a fraction of the lock time. */
 const STALLED_CHECKS_PER_LOCK = 2;
 
+/** How long close() waits for active jobs (a delivery's SMTP transaction, a sanitization) before closing forcibly. */
+const CLOSE_GRACE_MS = 20_000;
+
 export class StageWorkers {
   readonly #workers: Worker[];
   readonly #deps: WorkerDeps;
@@ -71,7 +74,14 @@ export class StageWorkers {
   }
 
   /** Stops taking jobs and waits for the active ones to finish. */
+  /**
+   * Lets active jobs finish, then closes. BullMQ 6.7's Worker.close() never returns when Redis went away while it
+   * waited (taskforcesh/bullmq#4656): past CLOSE_GRACE_MS the workers are closed forcibly — their active jobs are
+   * then retried by the next worker, and delivery's per-recipient states keep that from sending anything twice.
+   */
   async close(): Promise<void> {
-    await Promise.all(this.#workers.map((w) => w.close()));
+    const graceful = Promise.all(this.#workers.map((w) => w.close())).then(() => true);
+    const timedOut = new Promise<false>((resolve) => setTimeout(resolve, CLOSE_GRACE_MS, false).unref());
+    if (!(await Promise.race([graceful, timedOut]))) await Promise.all(this.#workers.map((w) => w.close(true)));
   }
 }

@@ -16,6 +16,8 @@ export interface FaultRow extends Tally {
   fault: string;
   notes: string;
   mayDuplicate: boolean;
+  /** DSNs that reached the outbound relay's sink while the row ran. */
+  dsns?: number;
 }
 
 export interface MarkWindow {

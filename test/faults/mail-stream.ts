@@ -10,6 +10,15 @@ import type { SmtpSink } from '../helpers/smtp-sink.ts';
 
 export const RECIPIENT_A = 'user@city-a.example.lg.jp';
 export const RECIPIENT_B = 'user@city-b.example.lg.jp';
+/** The sanitizing tenant's recipient (the converter fault). */
+export const RECIPIENT_C = 'user@city-c.example.lg.jp';
+
+export interface StreamOptions {
+  /** Default: one recipient of each of the two tenants. */
+  recipients?: string[];
+  /** Attached to every message (base64). */
+  attachment?: { filename: string; contentType: string; content: Buffer };
+}
 /** In-flight messages of the sender at most: a stalled ingress must not pile up sockets. */
 const MAX_IN_FLIGHT = 8;
 /** The sender's budget for one message; past it the message counts as not accepted. */
@@ -26,10 +35,16 @@ export class MailStream {
   readonly #sends = new Set<Promise<string>>();
   readonly #transport;
 
+  readonly recipients: string[];
+  readonly #attachment: StreamOptions['attachment'];
+
   constructor(
     port: number,
     readonly tag: string,
+    opts: StreamOptions = {},
   ) {
+    this.recipients = opts.recipients ?? [RECIPIENT_A, RECIPIENT_B];
+    this.#attachment = opts.attachment;
     this.#transport = nodemailer.createTransport({
       pool: true,
       host: '127.0.0.1',
@@ -65,19 +80,8 @@ export class MailStream {
     this.#inFlight++;
     try {
       const info = await this.#transport.sendMail({
-        envelope: { from: 'sender@example.net', to: [RECIPIENT_A, RECIPIENT_B] },
-        raw: [
-          'From: Sender <sender@example.net>',
-          `To: ${RECIPIENT_A}, ${RECIPIENT_B}`,
-          `Subject: fault suite ${this.tag} ${this.#n}`,
-          `Message-ID: ${mid}`,
-          `Date: ${new Date().toUTCString()}`,
-          'MIME-Version: 1.0',
-          'Content-Type: text/plain; charset=utf-8',
-          '',
-          `Message ${this.#n} of the fault "${this.tag}". Meeting minutes follow next week.`,
-          '',
-        ].join('\r\n'),
+        envelope: { from: 'sender@example.net', to: this.recipients },
+        raw: this.#raw(mid),
       });
       const code = String(info.response).slice(0, 3);
       if (code === '250') this.accepted.push(mid);
@@ -91,6 +95,38 @@ export class MailStream {
     } finally {
       this.#inFlight--;
     }
+  }
+
+  #raw(mid: string): string {
+    const text = `Message ${this.#n} of the fault "${this.tag}". Meeting minutes follow next week.`;
+    const head = [
+      'From: Sender <sender@example.net>',
+      `To: ${this.recipients.join(', ')}`,
+      `Subject: fault suite ${this.tag} ${this.#n}`,
+      `Message-ID: ${mid}`,
+      `Date: ${new Date().toUTCString()}`,
+      'MIME-Version: 1.0',
+    ];
+    const a = this.#attachment;
+    if (!a) return [...head, 'Content-Type: text/plain; charset=utf-8', '', text, ''].join('\r\n');
+    const b = `b-${this.tag}-${this.#n}`;
+    return [
+      ...head,
+      `Content-Type: multipart/mixed; boundary="${b}"`,
+      '',
+      `--${b}`,
+      'Content-Type: text/plain; charset=utf-8',
+      '',
+      text,
+      `--${b}`,
+      `Content-Type: ${a.contentType}; name="${a.filename}"`,
+      `Content-Disposition: attachment; filename="${a.filename}"`,
+      'Content-Transfer-Encoding: base64',
+      '',
+      ...(a.content.toString('base64').match(/.{1,76}/g) ?? []),
+      `--${b}--`,
+      '',
+    ].join('\r\n');
   }
 
   #refuse(code: string): void {
@@ -123,7 +159,7 @@ export function sinkCounts(sinks: readonly SmtpSink[]): Map<string, number> {
 
 export interface Tally {
   accepted: number;
-  /** Recipients (two per message). */
+  /** Recipients (two per message unless the row says otherwise). */
   delivered: number;
   duplicated: number;
   lost: number;
@@ -152,12 +188,17 @@ export function metaStates(metaFile: string, mids: readonly string[]): Map<strin
 }
 
 /** The tally of the accepted messages now; `settled` when no recipient is still on its way (pending, deferred). */
-export function tally(accepted: readonly string[], sinks: readonly SmtpSink[], metaFile: string): Tally & { settled: boolean } {
+export function tally(
+  accepted: readonly string[],
+  sinks: readonly SmtpSink[],
+  metaFile: string,
+  recipients: readonly string[] = [RECIPIENT_A, RECIPIENT_B],
+): Tally & { settled: boolean } {
   const counts = sinkCounts(sinks);
   const states = metaStates(metaFile, accepted);
   const t: Tally & { settled: boolean } = { accepted: accepted.length, delivered: 0, duplicated: 0, lost: 0, held: 0, bounced: 0, settled: true };
   for (const mid of accepted) {
-    for (const rcpt of [RECIPIENT_A, RECIPIENT_B]) {
+    for (const rcpt of recipients) {
       const key = `${mid} ${rcpt}`;
       const n = counts.get(key) ?? 0;
       const state = states.get(key);

@@ -9,6 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, expect, it, onTestFailed } from 'vitest';
+import { openAdminStores } from '../../src/admin/admin-stores.ts';
+import { hashPassword } from '../../src/admin/auth/passwords.ts';
 import { freePort, waitForPort } from '../../src/services/redis-server.ts';
 import { clamdWrapper } from '../helpers/clamd.ts';
 import { deletePrefix } from '../helpers/harness.ts';
@@ -61,6 +63,18 @@ function run(args: string[], env: NodeJS.ProcessEnv = process.env): { proc: Chil
   // A failure says what the process said (the assertion alone rarely tells why a start or a send went wrong).
   onTestFailed(() => console.error(`output of sekisho ${args.join(' ')}:\n${out.slice(-20_000)}`));
   return { proc, exited, output: () => out };
+}
+
+/** An operator's API token for /metrics (which needs a login), made in the config's dataDir. */
+async function metricsAuth(): Promise<{ authorization: string }> {
+  const { accounts, close } = openAdminStores({ dataDir: path.join(dir, 'data') });
+  try {
+    const ops = (await accounts.byUsername('ops')) ?? (await accounts.create({ username: 'ops', role: 'operator', passwordHash: await hashPassword('correct horse battery staple') }));
+    const { token } = await accounts.createToken({ accountId: ops.id, name: 'cli-test', now: Date.now(), expiresAt: null });
+    return { authorization: `Bearer ${token}` };
+  } finally {
+    await close();
+  }
 }
 
 async function writeConfig(
@@ -159,7 +173,7 @@ it('start with queue.workerProcesses 2: two worker children share the queues, /m
   await sink.waitFor(20, 60_000);
   // Both children report their registries; the merged counter is the total.
   const delivered = async () => {
-    const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`, { headers: await metricsAuth() })).text();
     return Number(/^sekisho_recipients_total\{[^}]*outcome="delivered"[^}]*\} (\d+)$/m.exec(text)?.[1] ?? 0);
   };
   // (The sink has a message a moment before its worker has counted it.)
@@ -213,7 +227,7 @@ it('start with smtp.ingressProcesses 2: sessions run in both ingress children, t
   expect(await fourth.reply()).toMatch(/^421 4\.7\.0 /);
   for (const c of held) c.close();
 
-  const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`, { headers: await metricsAuth() })).text();
   expect(metrics).toMatch(/^sekisho_messages_received_total\{role="ingress"\} 12$/m);
 
   // An ingress child that dies is replaced; meanwhile the other one takes the connections.
