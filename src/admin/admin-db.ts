@@ -4,12 +4,8 @@
  * this one migration list (one `PRAGMA user_version` per file). Append migrations; never edit one that shipped.
  * The audit table's triggers are what make it append-only inside SQLite: no migration may drop them.
  */
-import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-
-/** A write waits this long for another process's lock (the CLI beside the admin app); only a stuck process gets there. */
-const BUSY_TIMEOUT_MS = 10_000;
+import type Database from 'better-sqlite3';
+import { openSqlite } from '../sqlite-database.ts';
 
 const MIGRATIONS: readonly string[] = [
   `
@@ -82,21 +78,5 @@ const MIGRATIONS: readonly string[] = [
 
 /** Opens (creating and migrating if needed) the admin database: WAL, synchronous = FULL, foreign keys on. */
 export function openAdminDatabase(file: string): Database.Database {
-  mkdirSync(path.dirname(file), { recursive: true });
-  const db = new Database(file);
-  try {
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    db.pragma('foreign_keys = ON');
-    db.transaction(() => {
-      const version = db.pragma('user_version', { simple: true }) as number;
-      for (let v = version; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
-      if (version < MIGRATIONS.length) db.pragma(`user_version = ${MIGRATIONS.length}`);
-    }).immediate();
-  } catch (err) {
-    db.close();
-    throw err;
-  }
-  return db;
+  return openSqlite(file, MIGRATIONS, { foreignKeys: true });
 }

@@ -4,14 +4,13 @@
  *
  * Rule: every change bumps the `changes` counter in the same transaction — that counter is what the workers poll,
  * so a change that skips it is never seen. Removed entries stay, with who removed them and when (list() skips
- * them). WAL, `synchronous = FULL`, `busy_timeout` and `PRAGMA user_version` migrations as in
- * sqlite-quarantine-store.ts; keep the SQL portable.
+ * them). Opened by src/sqlite-database.ts (WAL, durable writes, migrations); keep the SQL
+ * portable.
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import { SekishoError } from '../errors.ts';
+import { openSqlite } from '../sqlite-database.ts';
 import {
   MAX_LIST_ENTRIES,
   normalSenderPattern,
@@ -20,9 +19,6 @@ import {
   type SenderListQuery,
   type SenderListStore,
 } from './sender-list-store.ts';
-
-/** A write waits this long for another process's lock; only a stuck process or disk gets there. */
-const BUSY_TIMEOUT_MS = 10_000;
 
 const MIGRATIONS: readonly string[] = [
   `
@@ -70,23 +66,8 @@ export class SqliteSenderListStore implements SenderListStore {
   readonly #now: () => number;
 
   constructor(file: string, opts: { now?: () => number } = {}) {
-    mkdirSync(path.dirname(file), { recursive: true });
     this.#now = opts.now ?? Date.now;
-    this.#db = new Database(file);
-    this.#db.pragma('journal_mode = WAL');
-    this.#db.pragma('synchronous = FULL');
-    this.#db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    this.#migrate();
-  }
-
-  #migrate(): void {
-    this.#db
-      .transaction(() => {
-        const version = this.#db.pragma('user_version', { simple: true }) as number;
-        for (let v = version; v < MIGRATIONS.length; v++) this.#db.exec(MIGRATIONS[v]!);
-        if (version < MIGRATIONS.length) this.#db.pragma(`user_version = ${MIGRATIONS.length}`);
-      })
-      .immediate();
+    this.#db = openSqlite(file, MIGRATIONS);
   }
 
   #bump(): void {

@@ -11,11 +11,10 @@
  * the *_key columns are written in the same transaction as the record, and records are never deleted — so a search
  * never misses a record. Substring filters compare keys, never the raw columns (see search-keys.ts).
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import type { MessagePreview } from './preview.ts';
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import { SekishoError } from '../errors.ts';
+import { openSqlite, type Migration } from '../sqlite-database.ts';
 import {
   liveQuarantineStates,
   MAX_SEARCH_PAGE,
@@ -34,8 +33,6 @@ import {
 } from './quarantine-store.ts';
 import { addressKey, isWholeAddress, reasonsKey, searchKey, subjectKey } from './search-keys.ts';
 
-/** A write waits this long for another process's lock; only a stuck process or disk gets there. */
-const BUSY_TIMEOUT_MS = 10_000;
 /** A list page never returns more than this many records, whatever the caller asks. */
 const MAX_PAGE = 1_000;
 /** A search page when the caller names no limit: one screen of the console. */
@@ -50,7 +47,6 @@ const TRIGRAM_MIN_CHARS = 3;
  */
 const WALK_PAGE_MIN_MATCHES = 1_000;
 
-type Migration = string | ((db: Database.Database) => void);
 
 /** MIGRATIONS[i] upgrades schema version i to i + 1. Append only; never edit a released entry. */
 const MIGRATIONS: readonly Migration[] = [
@@ -366,29 +362,11 @@ export class SqliteQuarantineStore implements QuarantineStore {
   readonly #index: (rec: Indexed) => void;
 
   constructor(file: string, opts: { now?: () => number } = {}) {
-    mkdirSync(path.dirname(file), { recursive: true });
     this.#now = opts.now ?? Date.now;
-    this.#db = new Database(file);
-    this.#db.pragma('journal_mode = WAL');
-    this.#db.pragma('synchronous = FULL');
-    this.#db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    this.#migrate();
+    this.#db = openSqlite(file, MIGRATIONS);
     this.#index = recordIndexer(this.#db, { text: true });
   }
 
-  #migrate(): void {
-    this.#db
-      .transaction(() => {
-        const version = this.#db.pragma('user_version', { simple: true }) as number;
-        for (let v = version; v < MIGRATIONS.length; v++) {
-          const step = MIGRATIONS[v]!;
-          if (typeof step === 'string') this.#db.exec(step);
-          else step(this.#db);
-        }
-        if (version < MIGRATIONS.length) this.#db.pragma(`user_version = ${MIGRATIONS.length}`);
-      })
-      .immediate();
-  }
 
   async hold(rec: NewQuarantineRecord): Promise<void> {
     this.#db
