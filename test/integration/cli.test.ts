@@ -2,13 +2,11 @@
  * The `sekisho` command as an operator runs it: `start` with its own managed redis-server (no redis.url), and
  * `ingress` + `worker` as separate processes sharing one Redis and data dir; both stop cleanly on SIGTERM.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, expect, it, onTestFailed } from 'vitest';
+import { afterEach, beforeEach, expect, it } from 'vitest';
 import { openAdminStores } from '../../src/admin/admin-stores.ts';
 import { hashPassword } from '../../src/admin/auth/passwords.ts';
 import { freePort, waitForPort } from '../../src/services/redis-server.ts';
@@ -16,30 +14,18 @@ import { clamdWrapper } from '../helpers/clamd.ts';
 import { deletePrefix } from '../helpers/harness.ts';
 import { RawSmtp, sendRaw, simpleMessage } from '../helpers/raw-smtp.ts';
 import { testRedisUrl, uniquePrefix } from '../helpers/redis.ts';
+import { runSekisho, stopSekishoProcesses } from '../helpers/sekisho-process.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/sekisho.js', import.meta.url));
 let dir: string;
 let sink: SmtpSink;
-const procs: ChildProcess[] = [];
 
 beforeEach(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'sekisho-cli-'));
   sink = await new SmtpSink().start();
 });
 afterEach(async () => {
-  // A test that failed left its process running: stop it as an operator would, so that its managed redis-server
-  // and clamd go with it; SIGKILL only if it does not stop.
-  await Promise.all(
-    procs.splice(0).map(async (p) => {
-      if (p.exitCode !== null || p.signalCode !== null) return;
-      const exited = new Promise((r) => p.once('exit', r));
-      p.kill('SIGTERM');
-      const timer = setTimeout(() => p.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(timer);
-    }),
-  );
+  await stopSekishoProcesses();
   await sink.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -53,17 +39,7 @@ async function waitUntil(cond: () => boolean, app: ReturnType<typeof run>, what:
   if (!cond()) throw new Error(`gave up waiting for ${what}:\n${app.output()}`);
 }
 
-function run(args: string[], env: NodeJS.ProcessEnv = process.env): { proc: ChildProcess; exited: Promise<number | null>; output: () => string } {
-  const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-  procs.push(proc);
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  // A failure says what the process said (the assertion alone rarely tells why a start or a send went wrong).
-  onTestFailed(() => console.error(`output of sekisho ${args.join(' ')}:\n${out.slice(-20_000)}`));
-  return { proc, exited, output: () => out };
-}
+const run = runSekisho;
 
 /** An operator's API token for /metrics (which needs a login), made in the config's dataDir. */
 async function metricsAuth(): Promise<{ authorization: string }> {

@@ -4,12 +4,11 @@
  * is down and the restart is counted. And it stops within its shutdown deadline even when its managed redis-server
  * cannot come back, leaving no clamd, no redis-server and no clamd run directory.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, expect, it, onTestFailed } from 'vitest';
+import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { Health } from '../../src/admin/routes/operations.ts';
 import { ClamdClient } from '../../src/scan/clamd-client.ts';
 import { findBinary } from '../../src/services/debian.ts';
@@ -17,9 +16,9 @@ import { freePort, waitForPort } from '../../src/services/redis-server.ts';
 import type { ServiceStatus } from '../../src/services/supervisor.ts';
 import { runDirOf } from '../helpers/clamd.ts';
 import { sendRaw, simpleMessage } from '../helpers/raw-smtp.ts';
+import { runSekisho, SEKISHO_BIN as BIN, stopSekishoProcesses, type SekishoProcess } from '../helpers/sekisho-process.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/sekisho.js', import.meta.url));
 /** smtp.closeTimeoutMs of these tests: the shutdown deadline is this + 30 s (src/cli/main.ts SHUTDOWN_GRACE_MS). */
 const CLOSE_TIMEOUT_MS = 2_000;
 const SHUTDOWN_DEADLINE_MS = CLOSE_TIMEOUT_MS + 30_000;
@@ -28,40 +27,20 @@ const WAIT_MS = 60_000;
 
 let dir: string;
 let sink: SmtpSink;
-const procs: ChildProcess[] = [];
 
 beforeEach(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'sekisho-sup-'));
   sink = await new SmtpSink().start();
 });
 afterEach(async () => {
-  for (const p of procs.splice(0)) {
-    if (p.exitCode !== null || p.signalCode !== null) continue;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGTERM');
-    p.kill('SIGTERM');
-    await exited;
-  }
+  // A second SIGTERM is not needed: the shutdown deadline stops a process that hangs.
+  await stopSekishoProcesses();
   await sink.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface App {
-  proc: ChildProcess;
-  exited: Promise<number | null>;
-  output: () => string;
-}
-
-function run(args: string[], env: NodeJS.ProcessEnv = process.env): App {
-  const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-  procs.push(proc);
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  onTestFailed(() => console.error(`output of sekisho ${args.join(' ')}:\n${out.slice(-20_000)}`));
-  return { proc, exited, output: () => out };
-}
+type App = SekishoProcess;
+const run = runSekisho;
 
 /** Polls `cond` until it holds; fails with `what` if the process exits first or WAIT_MS pass. */
 async function waitUntil(cond: () => boolean | Promise<boolean>, app: App, what: string): Promise<void> {
