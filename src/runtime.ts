@@ -142,7 +142,7 @@ export async function startWorker(
     log: opts.log,
     metrics,
   });
-  const reconciler = new Reconciler({ meta: opts.stores.meta, store: opts.stores.store, pipeline }, opts.log, config.queue.reconcileIntervalMs);
+  const reconciler = new Reconciler({ meta: opts.stores.meta, store: opts.stores.store, pipeline, config }, opts.log, config.queue.reconcileIntervalMs);
   const recovered = await reconciler.run();
   if (recovered) opts.log.info({ unfinished: recovered }, 'recovered unfinished messages from the spool');
   workers.start();

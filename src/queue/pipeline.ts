@@ -10,6 +10,9 @@ import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/schema.ts';
 import type { AnyStage, HandOff } from './stage.ts';
 
+/** A delayed job due within this of what a hand-off wants is left alone (no Redis write for timer noise). */
+const RESCHEDULE_TOLERANCE_MS = 5_000;
+
 export interface ScanJobData {
   mid: string;
   /** Epoch ms until which the SMTP session waits for this verdict (to answer 550 in-session); 0 when none. */
@@ -124,6 +127,20 @@ export class Pipeline {
   async enqueue(h: HandOff): Promise<Job> {
     const jobId = this.stage(h.stage).jobId(h.data);
     return this.queue(h.stage).add(h.stage, h.data, this.#jobOptions(jobId, h.delayMs));
+  }
+
+  /**
+   * The hand-off's job if it is missing; and a delayed one that is due later than the hand-off wants is brought
+   * forward — the reconciler's answer to a wall clock that stepped back, since BullMQ's delays are wall-clock times.
+   * One more round trip than enqueue: for recovery, not for the flow of mail.
+   */
+  async enqueueOrBringForward(h: HandOff): Promise<void> {
+    await this.enqueue(h);
+    const job = await this.queue(h.stage).getJob(this.stage(h.stage).jobId(h.data));
+    const wantAt = Date.now() + Math.max(0, h.delayMs);
+    if (job && job.timestamp + job.delay > wantAt + RESCHEDULE_TOLERANCE_MS && (await job.isDelayed())) {
+      await job.changeDelay(Math.max(0, wantAt - job.timestamp));
+    }
   }
 
   /** The ingress's hand-off: the first stage's job for a message just spooled. */

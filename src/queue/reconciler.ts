@@ -3,7 +3,8 @@
  * unfinished message its next jobs again: it asks each stage of the list, in order, what the message needs
  * (Stage.recover); a stage whose own job still holds the message stops the asking for it. Job ids are derived from the message, so a job that still exists is left
  * alone; one that Redis lost (FLUSHALL, failover, a crash between the metadata write and the enqueue) is recreated
- * — deferred ones at their scheduled time.
+ * — deferred ones at their scheduled time; a delayed job due later than its schedule (the wall clock stepped back)
+ * is brought forward.
  *
  * A pass costs a few Redis round trips per unfinished message: with a tenant's server down for hours, tens of
  * thousands of them. So a pass runs on start; then every queue.reconcileIntervalMs the reconciler only asks Redis
@@ -33,7 +34,7 @@ export class Reconciler {
   #epoch: string | undefined;
   #lastPassAt = 0;
 
-  constructor(deps: RecoveryDeps, log: Logger, intervalMs: number, now: () => number = Date.now) {
+  constructor(deps: RecoveryDeps, log: Logger, intervalMs: number, now: () => number = () => performance.now()) {
     this.#deps = deps;
     this.#log = log.child({ component: 'reconciler' });
     this.#intervalMs = intervalMs;
@@ -63,7 +64,7 @@ export class Reconciler {
       const batch = await this.#deps.meta.listUnfinished({ limit: RECONCILE_BATCH, offset });
       for (const msg of batch) {
         seen++;
-        for (const h of await this.#handOffs(msg)) await this.#deps.pipeline.enqueue(h);
+        for (const h of await this.#handOffs(msg)) await this.#deps.pipeline.enqueueOrBringForward(h);
       }
       if (batch.length < RECONCILE_BATCH) break;
     }

@@ -39,7 +39,7 @@ export interface Recovery {
 }
 
 /** What recovery may use: no worker-only parts (no checks, deliverer, sanitizer). */
-export type RecoveryDeps = Pick<WorkerDeps, 'meta' | 'store' | 'pipeline'>;
+export type RecoveryDeps = Pick<WorkerDeps, 'meta' | 'store' | 'pipeline' | 'config'>;
 
 export interface Stage<D extends StageJobData = StageJobData, R = unknown> {
   /** The queue's name and the stage's name in logs and metrics. */

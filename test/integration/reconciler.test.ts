@@ -10,8 +10,10 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.ts';
+import type { Config } from '../../src/config/schema.ts';
 import { Pipeline } from '../../src/queue/pipeline.ts';
 import { Reconciler } from '../../src/queue/reconciler.ts';
+import type { StageJobData } from '../../src/queue/stage.ts';
 import { stages } from '../../src/queue/stages.ts';
 import { FileMessageStore } from '../../src/spool/file-message-store.ts';
 import { SqliteMetaStore } from '../../src/spool/sqlite-meta-store.ts';
@@ -24,6 +26,7 @@ let prefix: string;
 let meta: SqliteMetaStore;
 let pipeline: Pipeline;
 let redis: Redis;
+let config: Config;
 
 beforeEach(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'sekisho-reconciler-'));
@@ -33,6 +36,7 @@ beforeEach(() => {
     tenants: [{ id: 'city-a', name: '甲市', domains: ['city-a.example.lg.jp'], deliverTo: 'smtp://127.0.0.1:2526' }],
   });
   if (!r.ok) throw new Error(JSON.stringify(r.issues));
+  config = r.config;
   meta = new SqliteMetaStore(path.join(dir, 'meta.sqlite'));
   pipeline = new Pipeline(testRedisUrl(), prefix, r.config.queue, stages);
   redis = new Redis(testRedisUrl());
@@ -48,7 +52,7 @@ afterEach(async () => {
 
 it('passes on start; later only when Redis lost its data or the last pass is ten minutes old', async () => {
   let now = 1_000_000;
-  const reconciler = new Reconciler({ meta, store: new FileMessageStore(dir), pipeline }, pino({ level: 'silent' }), 30_000, () => now);
+  const reconciler = new Reconciler({ meta, store: new FileMessageStore(dir), pipeline, config }, pino({ level: 'silent' }), 30_000, () => now);
   const msg = newMessage();
   await meta.insertMessage(msg);
   const job = async () => pipeline.queue('scan').getJob(`scan-${msg.id}`);
@@ -75,4 +79,27 @@ it('passes on start; later only when Redis lost its data or the last pass is ten
   expect(await job()).toBeDefined();
   now += 30_000;
   expect(await reconciler.tick()).toBeUndefined();
+});
+
+it('after the wall clock stepped back, brings a deferred delivery that now looks hours away forward to now', async () => {
+  const reconciler = new Reconciler({ meta, store: new FileMessageStore(dir), pipeline, config }, pino({ level: 'silent' }), 30_000);
+  const msg = newMessage();
+  await meta.insertMessage(msg);
+  // After one attempt, deferred "in an hour": its retry was due retryInitialDelayMs after it, so the clock went back.
+  const hourAhead = Date.now() + 3_600_000;
+  await meta.update(msg.id, {
+    message: { state: 'delivering' },
+    recipients: [{ patch: { action: 'deliver', state: 'deferred', nextAttemptAt: hourAhead, countAttempt: true } }],
+  });
+  await pipeline.enqueue({ stage: 'deliver', data: { mid: msg.id, route: 'city-a' } as StageJobData, delayMs: 3_600_000 });
+  const job = async () => pipeline.queue('deliver').getJob(`deliver-${msg.id}-city-a`);
+  const dueAt = async () => {
+    const j = (await job())!;
+    return j.timestamp + j.delay;
+  };
+  expect(await dueAt()).toBeGreaterThan(Date.now() + 3_000_000);
+
+  await reconciler.run();
+  expect(await dueAt()).toBeLessThanOrEqual(Date.now() + 1_000);
+  expect(await (await job())!.isDelayed()).toBe(true);
 });

@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { DeliveryOutcome, RecipientOutcome } from '../../delivery/delivery.ts';
 import { statusFromReply, type DsnRecipient } from '../../delivery/dsn.ts';
-import { retryDelayMs } from '../../delivery/retry-delay.ts';
+import { effectiveDueAt, retryDelayMs } from '../../delivery/retry-delay.ts';
 import { encodeHeader } from '../../mime/compose.ts';
 import { tagSubject } from '../../delivery/subject-tag.ts';
 import { authenticationResultsHeader, stripForgedAuthResults } from '../../scan/checks/auth/authentication-results.ts';
@@ -241,16 +241,17 @@ export function openRecipients(recipients: readonly RecipientRecord[], route: st
 }
 
 /** A `deliver` job for each route whose open recipients have their bytes ready, due at the earliest next attempt. */
-async function recoverDeliveries(msg: MessageRecord, recipients: readonly RecipientRecord[], store: WorkerDeps['store']): Promise<HandOff[]> {
+async function recoverDeliveries(msg: MessageRecord, recipients: readonly RecipientRecord[], { store, config }: Pick<WorkerDeps, 'store' | 'config'>): Promise<HandOff[]> {
+  const now = Date.now();
   const due = new Map<string, number>();
   for (const r of recipients.filter(isOpenRecipient)) {
-    due.set(r.tenantId, Math.min(due.get(r.tenantId) ?? Infinity, r.nextAttemptAt ?? 0));
+    due.set(r.tenantId, Math.min(due.get(r.tenantId) ?? Infinity, effectiveDueAt(r, now, config.delivery)));
   }
   const handOffs: HandOff[] = [];
   for (const [route, at] of due) {
     // A route still waiting for its sanitized copy is the sanitize stage's to recover.
     if (deliveryBody(openRecipients(recipients, route)[0]?.action ?? null) === 'sanitized' && !(await store.exists(msg.id, { sanitized: route }))) continue;
-    handOffs.push(routeHandOff('deliver', msg.id, route, at - Date.now()));
+    handOffs.push(routeHandOff('deliver', msg.id, route, at - now));
   }
   return handOffs;
 }
@@ -281,8 +282,9 @@ async function processDeliver(job: Job<RouteJobData>, deps: WorkerDeps, token?: 
   const work = await openRouteWork(deps, mid, route, log);
   if (!work) return { handOffs: [] };
   const { msg, mine } = work;
-  const due = Math.min(...mine.map((r) => r.nextAttemptAt ?? 0));
-  if (due > Date.now() + EARLY_TOLERANCE_MS) {
+  const now = Date.now();
+  const due = Math.min(...mine.map((r) => effectiveDueAt(r, now, deps.config.delivery)));
+  if (due > now + EARLY_TOLERANCE_MS) {
     await job.moveToDelayed(due, token);
     throw new DelayedError();
   }
@@ -303,6 +305,6 @@ export const deliverStage: Stage<RouteJobData> = {
   process: processDeliver,
   async recover(msg, recipients, deps) {
     if (msg.state !== 'delivering') return { handOffs: [] };
-    return { handOffs: await recoverDeliveries(msg, recipients, deps.store) };
+    return { handOffs: await recoverDeliveries(msg, recipients, deps) };
   },
 };
