@@ -22,6 +22,11 @@ const RECONCILE_BATCH = 500;
  * by hand, a bug). Long enough that a large deferred backlog is not walked every few seconds.
  */
 const FULL_PASS_INTERVAL_MS = 10 * 60_000;
+/**
+ * A change of the wall clock against the monotonic one larger than this between two ticks is a step (NTP, a VM
+ * restored from a snapshot), not drift: a full pass then reschedules what the step moved.
+ */
+const CLOCK_STEP_MS = 30_000;
 
 export class Reconciler {
   readonly #deps: RecoveryDeps;
@@ -33,6 +38,8 @@ export class Reconciler {
   /** Redis's epoch when the last full pass started, and when that was. */
   #epoch: string | undefined;
   #lastPassAt = 0;
+  /** Wall clock minus monotonic clock at the last tick. */
+  #clockOffset = Date.now() - performance.now();
 
   constructor(deps: RecoveryDeps, log: Logger, intervalMs: number, now: () => number = () => performance.now()) {
     this.#deps = deps;
@@ -47,10 +54,15 @@ export class Reconciler {
     return this.#running;
   }
 
-  /** The periodic check: a full pass when Redis lost its data since the last one, or when the last is old. */
+  /** The periodic check: a full pass when Redis lost its data since the last one, the wall clock stepped, or the last is old. */
   async tick(): Promise<number | undefined> {
     const epoch = await this.#deps.pipeline.redisEpoch();
-    if (epoch === this.#epoch && this.#now() - this.#lastPassAt < FULL_PASS_INTERVAL_MS) return undefined;
+    const offset = Date.now() - performance.now();
+    const stepMs = offset - this.#clockOffset;
+    this.#clockOffset = offset;
+    const stepped = Math.abs(stepMs) > CLOCK_STEP_MS;
+    if (stepped) this.#log.warn({ stepMs: Math.round(stepMs) }, 'the wall clock stepped: rescheduling deferred deliveries');
+    if (!stepped && epoch === this.#epoch && this.#now() - this.#lastPassAt < FULL_PASS_INTERVAL_MS) return undefined;
     if (epoch !== this.#epoch && this.#epoch !== undefined) this.#log.warn('Redis lost its data: re-enqueueing every unfinished message');
     return this.run();
   }
