@@ -58,6 +58,8 @@ export class MailStream {
       socketTimeout: SEND_TIMEOUT_MS,
       logger: false,
     });
+    // A pooled connection the ingress reset (a killed ingress child): its message fails, nothing else.
+    this.#transport.on('error', () => {});
   }
 
   /** Offers one message every 1000 / perSecond ms (skipped while MAX_IN_FLIGHT are out). */
