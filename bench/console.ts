@@ -26,7 +26,6 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
 import type { AdminContext } from '../src/admin/admin-context.ts';
 import { buildAdminApp } from '../src/admin/app.ts';
 import { hashPassword } from '../src/admin/auth/passwords.ts';
@@ -46,6 +45,7 @@ import { newMessageId } from '../src/spool/message-id.ts';
 import { storedSymbols } from '../src/spool/stored-verdict.ts';
 import { buildMail, encodedWord } from '../test/helpers/mail-builder.ts';
 import { newMessage } from '../test/helpers/new-message.ts';
+import { deletePrefix } from '../test/helpers/redis-keys.ts';
 import { onCleanup, runCleanup } from './lib/cleanup.ts';
 import { fmt, percentile, table } from './lib/report.ts';
 import { buildV1, DAY_MS, formatStoreBench, JA_WORDS, recipientOf, runStoreBench, senderOf, SYMBOLS, tenantName, type Latency } from './console-store.ts';
@@ -459,19 +459,6 @@ function formatReleases(rows: readonly ReleaseFigures[]): string {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-async function deletePrefix(url: string, prefix: string): Promise<void> {
-  const redis = new Redis(url);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
-}
 
 async function startClamd(root: string): Promise<ManagedClamd> {
   const clamd = await startManagedClamd({

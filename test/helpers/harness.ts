@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
+import { deletePrefix } from './redis-keys.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/schema.ts';
 import { silentLogger, createLogger, type Logger } from '../../src/log.ts';
@@ -45,6 +45,9 @@ export interface HarnessOptions {
   noWorker?: boolean;
   log?: boolean;
 }
+
+
+export { deletePrefix };
 
 export class Harness {
   config!: Config;
@@ -161,19 +164,6 @@ export function override<T extends object>(target: T, patch: Partial<Record<keyo
   });
 }
 
-export async function deletePrefix(url: string, prefix: string): Promise<void> {
-  const redis = new Redis(url);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
-}
 
 /** The queue id from "250 2.0.0 Ok: queued as <id>". */
 export function queuedId(reply: string): string {

@@ -43,6 +43,8 @@ export class SmtpSink {
   #server: SMTPServer;
   #waiters: (() => void)[] = [];
   readonly #closed = new Set<string>();
+  /** Connection errors (a client that reset its connection, e.g. a killed worker): kept, never thrown. */
+  readonly errors: Error[] = [];
   port = 0;
 
   constructor(opts: SmtpSinkOptions = {}) {
@@ -95,6 +97,7 @@ export class SmtpSink {
 
   /** Listens on `port` (default: one the OS chooses). */
   async start(port = 0): Promise<this> {
+    this.#server.on('error', (err: Error) => this.errors.push(err));
     await new Promise<void>((resolve) => this.#server.listen(port, '127.0.0.1', () => resolve()));
     const addr = this.#server.server.address();
     this.port = typeof addr === 'object' && addr ? addr.port : 0;

@@ -216,14 +216,19 @@ async function leftBehind(dataDir: string): Promise<string[]> {
   return running();
 }
 
-it('start: SIGTERM after its managed redis-server died for good stops it within the shutdown deadline, leaving no clamd, redis-server or run directory', async () => {
+/** `sekisho start` up, with a managed redis-server that can be kept from restarting. */
+async function startWithBreakableRedis(): Promise<{ app: App; redis: ReturnType<typeof breakableRedis>; dataDir: string; runDir: string }> {
   const { file, smtpPort, adminPort, dataDir } = await writeConfig();
   const redis = breakableRedis();
   const app = run(['start', '--config', file], redis.env);
   await waitForPort(adminPort, '127.0.0.1', WAIT_MS, app.proc);
   await waitForPort(smtpPort, '127.0.0.1', WAIT_MS, app.proc);
   await waitUntil(() => app.output().includes('stage workers running'), app, 'the worker child');
-  const runDir = runDirOf(path.join(dataDir, 'clamd'));
+  return { app, redis, dataDir, runDir: runDirOf(path.join(dataDir, 'clamd')) };
+}
+
+it('start: SIGTERM after its managed redis-server died for good stops it within the shutdown deadline, leaving no clamd, redis-server or run directory', async () => {
+  const { app, redis, dataDir, runDir } = await startWithBreakableRedis();
   expect(existsSync(runDir)).toBe(true);
 
   redis.breakIt();
@@ -241,13 +246,7 @@ it('start: SIGTERM after its managed redis-server died for good stops it within 
 }, 180_000);
 
 it('start: a second SIGTERM while it stops ends it at once (exit 1), leaving no clamd, redis-server or run directory', async () => {
-  const { file, smtpPort, adminPort, dataDir } = await writeConfig();
-  const redis = breakableRedis();
-  const app = run(['start', '--config', file], redis.env);
-  await waitForPort(adminPort, '127.0.0.1', WAIT_MS, app.proc);
-  await waitForPort(smtpPort, '127.0.0.1', WAIT_MS, app.proc);
-  await waitUntil(() => app.output().includes('stage workers running'), app, 'the worker child');
-  const runDir = runDirOf(path.join(dataDir, 'clamd'));
+  const { app, redis, dataDir, runDir } = await startWithBreakableRedis();
   redis.breakIt();
   process.kill(childPid(app, /redis-server/)!, 'SIGKILL');
   await waitUntil(() => app.output().includes('"msg":"redis exited; restarting"'), app, 'the redis-server death');
