@@ -70,12 +70,13 @@ describe('the list of stages', () => {
       },
     };
     h = await Harness.start({ noWorker: true, stages: [...stages, audit] });
-    // An unfinished message whose jobs Redis lost: recipients deferred for an hour, nothing in the queues.
+    // An unfinished message whose jobs Redis lost: a recipient deferred for 30 s after one attempt (within its retry
+    // schedule plus slack, see effectiveDueAt), nothing in the queues.
     const msg = newMessage({ recipients: [{ address: 'u@city-a.example.lg.jp', tenantId: 'city-a' }] });
     const written = await h.stores.store.write(msg.id, Readable.from([Buffer.from(simpleMessage())]));
     await h.stores.meta.insertMessage({ ...msg, receivedAt: Date.now(), ...written });
     await h.stores.meta.update(msg.id, {
-      recipients: [{ patch: { action: 'deliver', state: 'deferred', nextAttemptAt: Date.now() + 3_600_000 } }],
+      recipients: [{ patch: { action: 'deliver', state: 'deferred', nextAttemptAt: Date.now() + 30_000, countAttempt: true } }],
       message: { state: 'delivering' },
     });
 
