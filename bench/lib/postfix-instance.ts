@@ -9,6 +9,9 @@
  * ScanMail, limits, temporary files in /dev/shm), so that both systems pay for the same scan; at the default
  * priority, as Debian's clamav-daemon runs (Sekisho nices its own). The milter
  * scans before the 250 (what clamav-milter does), up to the same 50 MB, and rejects what is infected.
+ *
+ * With `routes`, the instance relays those domains instead, each to a sink of its own (as Sekisho's tenants do);
+ * kill9() / restart() / flush() are the fault bench's means to kill it and start it again on the same queue.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,6 +40,15 @@ const clamdDefaults = {
 
 /** Process limit per service: well above 20 concurrent clients plus the delivery agents. */
 const processLimit = 100;
+/** How long killed daemons may take to disappear from /proc (they die at once; this bounds a stuck zombie). */
+const killWaitMs = 10_000;
+
+export interface PostfixStartOptions {
+  /** clamav-milter and a clamd of its own in front of the 250. */
+  antivirus?: boolean;
+  /** Relay these domains (not the bench domain), each to 127.0.0.1:port. */
+  routes?: Record<string, number>;
+}
 
 /** Why Postfix cannot be used here, or null when it can. */
 export function postfixUnavailable(): string | null {
@@ -147,7 +159,7 @@ export class PostfixInstance {
    * Starts a fresh instance relaying `bench.example.lg.jp` to 127.0.0.1:`sinkPort` (with `antivirus`, through
    * clamav-milter and a clamd of its own); resolves when smtpd greets.
    */
-  static async start(sinkPort: number, opts: { antivirus?: boolean } = {}): Promise<PostfixInstance> {
+  static async start(sinkPort: number, opts: PostfixStartOptions = {}): Promise<PostfixInstance> {
     ensureAccounts();
     const dir = mkdtempSync(path.join(os.tmpdir(), 'sekisho-bench-postfix-'));
     chmodSync(dir, 0o755);
@@ -155,7 +167,7 @@ export class PostfixInstance {
     const pf = new PostfixInstance(dir, port);
     try {
       const milters = opts.antivirus ? await pf.#startAntivirus() : undefined;
-      await pf.#boot(sinkPort, milters);
+      await pf.#boot(sinkPort, milters, opts.routes);
     } catch (err) {
       await pf.stop();
       throw err;
@@ -195,7 +207,7 @@ export class PostfixInstance {
     return `inet:127.0.0.1:${port}`;
   }
 
-  async #boot(sinkPort: number, milters?: string): Promise<void> {
+  async #boot(sinkPort: number, milters?: string, routes?: Record<string, number>): Promise<void> {
     const dataDir = path.join(this.dir, 'data');
     mkdirSync(this.#configDir);
     mkdirSync(this.#queueDir);
@@ -237,11 +249,22 @@ export class PostfixInstance {
       local_transport: 'error:local delivery disabled in the bench instance',
       biff: 'no',
       smtputf8_enable: 'no',
+      ...(routes
+        ? {
+            relay_domains: Object.keys(routes).join(', '),
+            transport_maps: `inline:{ ${Object.entries(routes).map(([d, p]) => `${d}=relay:[127.0.0.1]:${p}`).join(', ')} }`,
+          }
+        : {}),
       ...(milters
         ? { smtpd_milters: milters, milter_default_action: 'tempfail', milter_protocol: '6', non_smtpd_milters: '' }
         : {}),
     };
     run(postconfBin, ['-c', this.#configDir, '-e', ...Object.entries(settings).map(([k, v]) => `${k} = ${v}`)]);
+    await this.#startPostfix();
+  }
+
+  /** `postfix start` on this instance's queue; resolves when smtpd greets. */
+  async #startPostfix(): Promise<void> {
     // Postfix reports start-up errors only to a terminal or syslog; the maillog file has the rest.
     const r = spawnSync(postfixBin, ['-c', this.#configDir, 'start'], { encoding: 'utf8', timeout: 60_000 });
     if (r.status !== 0) {
@@ -290,6 +313,45 @@ export class PostfixInstance {
     } catch {
       return '(no maillog)';
     }
+  }
+
+  /**
+   * kill -9 of the master and every daemon under it (`all`), or of its smtp delivery agents only (`smtp`);
+   * resolves with how many processes were killed, once they are gone. clamd and clamav-milter are left running.
+   */
+  async kill9(which: 'all' | 'smtp'): Promise<number> {
+    const procs = processTree(this.#masterPid()).filter((p) => which === 'all' || p.comm === 'smtp');
+    this.#procs.add(procs.map((p) => p.pid));
+    for (const p of procs) {
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    await waitFor(() => procs.every((p) => !existsSync(`/proc/${p.pid}`)), killWaitMs, 20);
+    return procs.length;
+  }
+
+  /** `postfix start` again on the same queue (after kill9('all')); resolves when smtpd greets. */
+  async restart(): Promise<void> {
+    await this.#startPostfix();
+  }
+
+  /** `postqueue -f`: deferred mail is tried again now, and dead transports are revived. */
+  flush(): void {
+    spawnSync('/usr/sbin/postqueue', ['-c', this.#configDir, '-f'], { timeout: 30_000 });
+  }
+
+  /** Recipients in any of the queues (`postqueue -j`); throws while the queue cannot be listed. */
+  queuedRecipients(): number {
+    const out = execFileSync('/usr/sbin/postqueue', ['-c', this.#configDir, '-j'], { encoding: 'utf8', timeout: 30_000 });
+    let n = 0;
+    for (const line of out.split('\n')) {
+      if (line.trim() === '') continue;
+      n += ((JSON.parse(line) as { recipients?: unknown[] }).recipients ?? []).length;
+    }
+    return n;
   }
 
   /** Remembers the current daemons so that teardown can make sure every one of them is gone. */

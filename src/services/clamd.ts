@@ -50,6 +50,7 @@ import type { Config } from '../config/schema.ts';
 import { SekishoError } from '../errors.ts';
 import { ClamdClient, type ClamdEndpoint } from '../scan/clamd-client.ts';
 import { ensureBinary } from './debian.ts';
+import { stopOrphan } from './orphan.ts';
 
 /** The signature files shipped with Sekisho (EICAR and the test signatures of fixtures/mails). */
 export const PROJECT_SIGNATURE_DIR = fileURLToPath(new URL('../../signatures/', import.meta.url));
@@ -238,28 +239,6 @@ function sameCopy(entry: string, source: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** A clamd left running by a Sekisho that was killed holds our socket: stop it (only if it runs our config). */
-async function stopOrphan(pidFile: string, confFile: string): Promise<void> {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(pidFile, 'utf8').trim());
-  } catch {
-    return;
-  }
-  if (!Number.isInteger(pid) || pid <= 0) return;
-  let cmdline: string;
-  try {
-    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-  } catch {
-    return;
-  }
-  if (!cmdline.includes('clamd') || !cmdline.includes(confFile)) return;
-  process.kill(pid, 'SIGTERM');
-  const deadline = Date.now() + STOP_TIMEOUT_MS;
-  while (existsSync(`/proc/${pid}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, START_POLL_MS));
-  if (existsSync(`/proc/${pid}`)) process.kill(pid, 'SIGKILL');
 }
 
 export async function startManagedClamd(opts: ManagedClamdOptions): Promise<ManagedClamd> {
@@ -570,7 +549,7 @@ async function removeLeftRun(dir: string, confFile: string, account?: Account): 
     return;
   }
   if (!path.isAbsolute(previous) || !path.basename(previous).startsWith(RUN_PREFIX)) return;
-  await stopOrphan(path.join(previous, 'sock', 'clamd.pid'), confFile);
+  await stopOrphan(path.join(previous, 'sock', 'clamd.pid'), ['clamd', confFile]);
   if (ownership(previous) === 'ours') removeRunDir(previous, account);
 }
 

@@ -8,11 +8,12 @@
  * port of its own.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { SekishoError } from '../errors.ts';
 import { ensureBinary } from './debian.ts';
+import { stopOrphan } from './orphan.ts';
 
 export interface ManagedRedis {
   /** `unix:///path/redis.sock?db=0` or `redis://127.0.0.1:port/0`. */
@@ -79,6 +80,9 @@ export async function startManagedRedis(opts: { dir: string; persist?: boolean; 
   if (opts.unixSocket && Buffer.byteLength(socket) > MAX_UNIX_SOCKET_PATH) {
     throw new SekishoError('SEKISHO_ERR_SERVICE_START', `the managed redis-server's socket path is too long for a unix socket (${socket}): choose a shorter dataDir`);
   }
+  const pidFile = path.join(path.resolve(opts.dir), 'redis.pid');
+  // A redis-server of ours that outlived a SIGKILLed Sekisho holds the socket and the AOF: stop it first.
+  if (opts.unixSocket && (await stopOrphan(pidFile, ['redis-server', socket]))) rmSync(socket, { force: true });
   const port = opts.unixSocket ? 0 : await freePort();
   const endpoint = opts.unixSocket
     ? {
@@ -94,6 +98,7 @@ export async function startManagedRedis(opts: { dir: string; persist?: boolean; 
   const args = [
     ...endpoint.args,
     '--dir', path.resolve(opts.dir),
+    '--pidfile', pidFile,
     '--save', '',
     '--appendonly', opts.persist ? 'yes' : 'no',
     '--appendfsync', 'everysec',
