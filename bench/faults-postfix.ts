@@ -24,19 +24,18 @@
  *   --only LIST     of postfix, sekisho (default both)
  *   --no-milter     Postfix without clamav-milter
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { stringify } from 'yaml';
 import { SmtpSink } from '../test/helpers/smtp-sink.ts';
 import { markWindow } from '../test/faults/fault-table.ts';
 import { MailStream, RECIPIENT_A, RECIPIENT_B, sinkCounts, tally } from '../test/faults/mail-stream.ts';
-import { SekishoTree, treeOf, until } from '../test/faults/sekisho-tree.ts';
+import { SekishoTree, treeOf, until, writeFaultConfig } from '../test/faults/sekisho-tree.ts';
 import { cleanupAndExit, onCleanup, runCleanup } from './lib/cleanup.ts';
 import { PostfixInstance, postfixAvUnavailable, postfixUnavailable } from './lib/postfix-instance.ts';
-import { freePort, sleep } from './lib/util.ts';
+import { sleep } from './lib/util.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -170,32 +169,13 @@ async function startPostfix(milter: boolean): Promise<System> {
   };
 }
 
+/** The fault suite's configuration (test/faults/): short retries, no official signatures. */
 async function sekishoConfig(dir: string): Promise<{ file: string; smtpPort: number; adminPort: number }> {
   const [a, b] = sinks as [SmtpSink, SmtpSink];
-  const smtpPort = await freePort();
-  const adminPort = await freePort();
-  const signatures = path.join(dir, 'official-signatures');
-  mkdirSync(signatures, { recursive: true, mode: 0o755 });
-  // The fault suite's configuration (test/faults/faults.test.ts): short retries, no official signatures.
-  const config = {
-    hostname: 'faults.sekisho.test',
-    dataDir: path.join(dir, 'data'),
-    smtp: { listen: `127.0.0.1:${smtpPort}`, ingressProcesses: 2, maxConnectionsPerIp: 1_000, connectionRatePerIpPerMinute: 1_000_000 },
-    admin: { listen: `127.0.0.1:${adminPort}` },
-    // info: the `delivered` lines carry markMs, the delivered-mark window printed under the table.
-    log: { level: 'info' },
-    queue: { reconcileIntervalMs: 2_000, lockDurationMs: 4_000, attemptBackoffMs: 500 },
-    scan: { failRetryDelayMs: 2_000 },
-    delivery: { retryInitialDelayMs: 1_000, retryMaxDelayMs: 3_000, connectTimeoutMs: 2_000, socketTimeoutMs: 5_000 },
-    clamav: { databaseDir: signatures, startTimeoutMs: 60_000, maxThreads: 2 },
-    tenants: [
-      { id: 'city-a', name: 'City A', domains: [domainOf(RECIPIENT_A)], deliverTo: a.url },
-      { id: 'city-b', name: 'City B', domains: [domainOf(RECIPIENT_B)], deliverTo: b.url },
-    ],
-  };
-  const file = path.join(dir, 'sekisho.yaml');
-  writeFileSync(file, stringify(config));
-  return { file, smtpPort, adminPort };
+  return writeFaultConfig(dir, [
+    { id: 'city-a', name: 'City A', domains: [domainOf(RECIPIENT_A)], deliverTo: a.url },
+    { id: 'city-b', name: 'City B', domains: [domainOf(RECIPIENT_B)], deliverTo: b.url },
+  ]);
 }
 
 async function startSekisho(root: string, logFile: string): Promise<System> {

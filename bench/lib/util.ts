@@ -12,18 +12,7 @@ export function now(): number {
   return performance.timeOrigin + performance.now();
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port from the OS');
-  return address.port;
-}
+export { freePort } from '../../src/services/redis-server.ts';
 
 /**
  * Polls `probe` every `intervalMs` until it returns true; false when `timeoutMs` passed first. `probe` may throw,

@@ -8,14 +8,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
 import { MailStream, metaStates, RECIPIENT_C, tally, type Tally } from './mail-stream.ts';
-import { SekishoTree, until } from './sekisho-tree.ts';
+import { SekishoTree, until, writeFaultConfig } from './sekisho-tree.ts';
 import { FaultTable, type FaultRow, markWindow } from './fault-table.ts';
 
 /** Offered messages per second while a fault runs (each to two tenants). */
@@ -52,15 +50,6 @@ let logFile: string;
 /** The tmpfs of the disk-full row while mounted (afterAll unmounts it after a failure). */
 let mounted: string | undefined;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
 async function newSink(port = 0): Promise<SmtpSink> {
   const sink = await new SmtpSink({ closeTimeoutMs: 500 }).start(port);
   sinks.push(sink);
@@ -68,38 +57,16 @@ async function newSink(port = 0): Promise<SmtpSink> {
 }
 
 async function configFor(dir: string, extra: Record<string, unknown> = {}): Promise<{ file: string; smtpPort: number; adminPort: number }> {
-  const smtpPort = await freePort();
-  const adminPort = await freePort();
-  const signatures = path.join(dir, 'official-signatures');
-  mkdirSync(signatures, { recursive: true, mode: 0o755 });
-  const config = {
-    hostname: 'faults.sekisho.test',
-    dataDir: path.join(dir, 'data'),
-    smtp: { listen: `127.0.0.1:${smtpPort}`, ingressProcesses: 2, maxConnectionsPerIp: 1_000, connectionRatePerIpPerMinute: 1_000_000 },
-    admin: { listen: `127.0.0.1:${adminPort}` },
-    // info: the deliver stage's `delivered` lines carry markMs, the delivered-mark window the table reports.
-    log: { level: 'info' },
-    queue: { reconcileIntervalMs: 2_000, lockDurationMs: 4_000, attemptBackoffMs: 500 },
-    scan: { failRetryDelayMs: 2_000 },
-    delivery: {
-      retryInitialDelayMs: 1_000,
-      retryMaxDelayMs: 3_000,
-      connectTimeoutMs: 2_000,
-      socketTimeoutMs: 5_000,
-      outboundRelay: dsnSink.url,
-    },
-    clamav: { databaseDir: signatures, startTimeoutMs: 60_000, maxThreads: 2 },
-    tenants: [
+  return writeFaultConfig(
+    dir,
+    [
       { id: 'city-a', name: 'City A', domains: ['city-a.example.lg.jp'], deliverTo: sinkA.url },
       { id: 'city-b', name: 'City B', domains: ['city-b.example.lg.jp'], deliverTo: sinkB.url },
       // The converter fault's tenant; the other faults send it nothing.
       { id: 'city-c', name: 'City C', domains: ['city-c.example.lg.jp'], deliverTo: sinkA.url, sanitize: true },
     ],
-    ...extra,
-  };
-  const file = path.join(dir, 'sekisho.yaml');
-  writeFileSync(file, stringify(config));
-  return { file, smtpPort, adminPort };
+    { outboundRelay: dsnSink.url, extra },
+  );
 }
 
 /** The tally of `stream` once settled (or SETTLE_MS passed). */

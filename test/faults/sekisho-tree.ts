@@ -4,9 +4,11 @@
  * it and to start it again on the same dataDir. Every pid it ever saw is killed on stop(): nothing outlives a run.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, readFileSync, readdirSync, type WriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, readdirSync, writeFileSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { freePort } from '../../src/services/redis-server.ts';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const entry = path.join(repoRoot, 'bin', 'sekisho.js');
@@ -198,4 +200,42 @@ export class SekishoTree {
     }
     this.#log.end();
   }
+}
+
+/**
+ * Writes the configuration of a fault run (the suite's and bench:faults-postfix's): two ingress children, short
+ * retries, no official signatures, info logs (the `delivered` lines carry markMs, the delivered-mark window), the
+ * given tenants; `extra` keys replace whole sections.
+ */
+export async function writeFaultConfig(
+  dir: string,
+  tenants: readonly Record<string, unknown>[],
+  opts: { outboundRelay?: string; extra?: Record<string, unknown> } = {},
+): Promise<{ file: string; smtpPort: number; adminPort: number }> {
+  const smtpPort = await freePort();
+  const adminPort = await freePort();
+  const signatures = path.join(dir, 'official-signatures');
+  mkdirSync(signatures, { recursive: true, mode: 0o755 });
+  const config = {
+    hostname: 'faults.sekisho.test',
+    dataDir: path.join(dir, 'data'),
+    smtp: { listen: `127.0.0.1:${smtpPort}`, ingressProcesses: 2, maxConnectionsPerIp: 1_000, connectionRatePerIpPerMinute: 1_000_000 },
+    admin: { listen: `127.0.0.1:${adminPort}` },
+    log: { level: 'info' },
+    queue: { reconcileIntervalMs: 2_000, lockDurationMs: 4_000, attemptBackoffMs: 500 },
+    scan: { failRetryDelayMs: 2_000 },
+    delivery: {
+      retryInitialDelayMs: 1_000,
+      retryMaxDelayMs: 3_000,
+      connectTimeoutMs: 2_000,
+      socketTimeoutMs: 5_000,
+      ...(opts.outboundRelay ? { outboundRelay: opts.outboundRelay } : {}),
+    },
+    clamav: { databaseDir: signatures, startTimeoutMs: 60_000, maxThreads: 2 },
+    tenants,
+    ...opts.extra,
+  };
+  const file = path.join(dir, 'sekisho.yaml');
+  writeFileSync(file, stringify(config));
+  return { file, smtpPort, adminPort };
 }
