@@ -6,7 +6,7 @@
 import type { Config } from '../config/schema.ts';
 import type { TenantIndex } from '../config/tenants.ts';
 import { effectivePolicy } from '../policy/decide.ts';
-import { mayTake, stepFrom, visibleTenants, type Actor, type Step } from '../quarantine/release.ts';
+import { mayApprove, mayTake, stepFrom, visibleTenants, type Actor, type Step } from '../quarantine/release.ts';
 import { MAX_SEARCH_PAGE, quarantineStates, type QuarantineRecord, type QuarantineSearch, type QuarantineState, type QuarantineStore } from '../quarantine/quarantine-store.ts';
 import { decodeHeaderWords } from '../scan/checks/spoofing/mail-address.ts';
 import { symbolInfo } from '../scan/symbols.ts';
@@ -124,7 +124,7 @@ export function stepsFor(actor: Actor, rec: QuarantineRecord): Step[] {
   return (Object.keys(stepFrom) as Exclude<Step, 'view'>[]).filter((s) => {
     if (!mayTake(actor, s, rec.tenantId) || !stepFrom[s].includes(rec.state)) return false;
     if (s === 'redeliver') return rec.kind === 'original';
-    if (s === 'approve') return actor.role === 'admin' || rec.requestedBy !== actor.name;
+    if (s === 'approve') return mayApprove(actor, rec);
     return true;
   });
 }
@@ -149,9 +149,8 @@ export async function quarantineDetail(
   };
 }
 
-/** Records of a search the actor may approve: the approvals page. */
-export function approvalsSearch(actor: Actor): QuarantineSearch {
-  return { tenantIds: visibleTenants(actor), state: 'release-requested', limit: MAX_SEARCH_PAGE };
+/** The release requests `actor` may approve: in their scope, and (but for a prefecture admin) not their own. */
+export async function approvalsFor(quarantine: Pick<QuarantineStore, 'search'>, actor: Actor): Promise<QuarantineRecord[]> {
+  const { records } = await quarantine.search({ tenantIds: visibleTenants(actor), state: 'release-requested', limit: MAX_SEARCH_PAGE });
+  return records.filter((r) => mayApprove(actor, r));
 }
-
-export type { QuarantineStore };

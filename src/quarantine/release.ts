@@ -88,6 +88,11 @@ export function mayTake(actor: Pick<Actor, 'role' | 'tenantId'>, step: Step, ten
   return actor.role === 'admin' || actor.tenantId === tenantId;
 }
 
+/** Four eyes: a request is approved by someone other than its requester, unless by a prefecture admin. */
+export function mayApprove(actor: Pick<Actor, 'role' | 'name'>, rec: { requestedBy: string | null }): boolean {
+  return actor.role === 'admin' || rec.requestedBy !== actor.name;
+}
+
 /** The tenants whose records `actor` may see: undefined for all, else a list (empty: none). */
 export function visibleTenants(actor: Pick<Actor, 'role' | 'tenantId'>): readonly string[] | undefined {
   if (actor.role === 'admin') return undefined;
@@ -144,7 +149,7 @@ export class ReleaseService {
   /** Approves a request and releases the original (what clamd still detects needs a prefecture admin's override). */
   async approve(actor: Actor, ref: RecordRef, opts: StepOptions = {}): Promise<QuarantineRecord> {
     const rec = await this.#allowed(actor, ref, 'approve', opts);
-    if (actor.role !== 'admin' && rec.requestedBy === actor.name) {
+    if (!mayApprove(actor, rec)) {
       await this.#audit(actor, 'quarantine.approve', rec, opts, 'denied', { why: 'own request' });
       throw new WorkflowError('SEKISHO_ERR_QUARANTINE_STATE', 'a release request must be approved by someone other than its requester', 409);
     }

@@ -13,7 +13,7 @@ import type { AdminContext } from '../admin-context.ts';
 import { html, type SafeHtml } from '../html.ts';
 import type { Translate } from '../i18n.ts';
 import { addSenderToList, isWorkflowStep, runBulk, runStep, type WorkflowStep } from '../routes/quarantine-api.ts';
-import { displaySubject, hasMalware, quarantineDetail, quarantineSearch, type QuarantineDetail, type QuarantineParams } from '../views.ts';
+import { approvalsFor, displaySubject, hasMalware, quarantineDetail, quarantineSearch, type QuarantineDetail, type QuarantineParams } from '../views.ts';
 import { csrfField, formatBytes, formatTime, named, sendPage, t } from './layout.ts';
 
 const CONTENT_ROLES = ['admin', 'tenant-admin', 'tenant-staff'] as const;
@@ -255,8 +255,7 @@ ${refused.length ? html`<ul class="error">${refused.map((r) => html`<li>${r.mess
   app.get('/console/approvals', { config: { access: ['admin', 'tenant-admin'] } }, async (req, reply) => {
     const tr = t(req);
     const actor = req.principal!.actor;
-    const { records } = await ctx.quarantine.search(quarantineSearch({ state: 'release-requested', limit: '500' }, actor));
-    const mine = records.filter((r) => actor.role === 'admin' || r.requestedBy !== actor.name);
+    const mine = await approvalsFor(ctx.quarantine, actor);
     return sendPage(
       req,
       reply,

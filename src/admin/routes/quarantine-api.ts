@@ -9,7 +9,7 @@ import type { SenderListStore } from '../../policy/sender-list-store.ts';
 import { MAX_SEARCH_PAGE } from '../../quarantine/quarantine-store.ts';
 import { WorkflowError, type Actor, type RecordRef, type ReleaseService, type StepOptions } from '../../quarantine/release.ts';
 import type { AdminContext } from '../admin-context.ts';
-import { quarantineDetail, quarantineSearch, type QuarantineParams } from '../views.ts';
+import { approvalsFor, quarantineDetail, quarantineSearch, type QuarantineParams } from '../views.ts';
 
 export const workflowSteps = ['request', 'approve', 'reject', 'release', 'delete', 'redeliver'] as const;
 export type WorkflowStep = (typeof workflowSteps)[number];
@@ -248,9 +248,7 @@ export function registerQuarantineApi(app: FastifyInstance, ctx: AdminContext): 
     '/api/approvals',
     { config: { access: ['admin', 'tenant-admin'] }, schema: { summary: 'Release requests the caller may approve', tags: ['quarantine'] } },
     async (req) => {
-      const actor = req.principal!.actor;
-      const { records } = await ctx.quarantine.search(quarantineSearch({ state: 'release-requested', limit: String(MAX_SEARCH_PAGE) }, actor));
-      return { records: records.filter((r) => actor.role === 'admin' || r.requestedBy !== actor.name) };
+      return { records: await approvalsFor(ctx.quarantine, req.principal!.actor) };
     },
   );
 }
