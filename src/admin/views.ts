@@ -5,6 +5,7 @@
  */
 import type { Config } from '../config/schema.ts';
 import type { TenantIndex } from '../config/tenants.ts';
+import { parseJapanDate } from '../japan-time.ts';
 import { effectivePolicy } from '../policy/decide.ts';
 import { mayApprove, mayTake, stepFrom, visibleTenants, type Actor, type Step } from '../quarantine/release.ts';
 import { MAX_SEARCH_PAGE, quarantineStates, type QuarantineRecord, type QuarantineSearch, type QuarantineState, type QuarantineStore } from '../quarantine/quarantine-store.ts';
@@ -31,21 +32,10 @@ export interface QuarantineParams {
   cursor?: string;
 }
 
-/** Milliseconds of a day: a `to` date includes the whole day. */
-const DAY_MS = 86_400_000;
-/** A date (YYYY-MM-DD) is a day in Japan; a full ISO time is taken as written. */
-const JST_OFFSET = '+09:00';
-
-function parseDate(s: string | undefined, endOfDay: boolean): number | undefined {
-  if (!s?.trim()) return undefined;
-  const v = s.trim();
-  const ms = /^\d{4}-\d{2}-\d{2}$/.test(v) ? Date.parse(`${v}T00:00:00${JST_OFFSET}`) + (endOfDay ? DAY_MS : 0) : Date.parse(v);
-  return Number.isFinite(ms) ? ms : undefined;
-}
-
-function text(s: string | undefined): string | undefined {
+/** A text parameter trimmed and cut to `maxChars`; undefined when empty. */
+export function textParam(s: string | undefined, maxChars = 200): string | undefined {
   const v = s?.trim();
-  return v ? v.slice(0, 200) : undefined;
+  return v ? v.slice(0, maxChars) : undefined;
 }
 
 /**
@@ -54,25 +44,25 @@ function text(s: string | undefined): string | undefined {
  */
 export function quarantineSearch(params: QuarantineParams, actor: Actor): QuarantineSearch {
   const scope = visibleTenants(actor);
-  const wanted = text(params.tenant);
+  const wanted = textParam(params.tenant);
   const tenantIds = wanted ? (scope === undefined || scope.includes(wanted) ? [wanted] : []) : scope;
   const state = params.state && (quarantineStates as readonly string[]).includes(params.state) ? (params.state as QuarantineState) : undefined;
   const kind = params.kind === 'original' || params.kind === 'held' ? params.kind : undefined;
   const limit = Math.min(MAX_SEARCH_PAGE, Math.max(1, Number(params.limit ?? 50) || 50));
   return {
     tenantIds,
-    recipient: text(params.recipient),
-    sender: text(params.sender),
-    subject: text(params.subject),
-    symbol: text(params.symbol)?.toUpperCase(),
-    reason: text(params.reason),
+    recipient: textParam(params.recipient),
+    sender: textParam(params.sender),
+    subject: textParam(params.subject),
+    symbol: textParam(params.symbol)?.toUpperCase(),
+    reason: textParam(params.reason),
     state,
     kind,
-    from: parseDate(params.from, false),
-    to: parseDate(params.to, true),
+    from: parseJapanDate(params.from, false),
+    to: parseJapanDate(params.to, true),
     limit,
     offset: params.cursor ? undefined : Math.max(0, Number(params.offset ?? 0) || 0),
-    cursor: text(params.cursor),
+    cursor: textParam(params.cursor),
   };
 }
 
@@ -102,9 +92,9 @@ export function displaySubject(raw: string | null | undefined): string {
   return raw ? decodeHeaderWords(raw).replace(/\s+/g, ' ').trim() : '';
 }
 
-/** Whether the verdict holds malware (the console warns that only a prefecture admin can release it). */
+/** Whether the verdict holds malware, a symbol of the antivirus group (the console warns that only a prefecture admin can release it). */
 export function hasMalware(rec: Pick<QuarantineRecord, 'symbols'>): boolean {
-  return rec.symbols.some((s) => s === 'CLAMAV_VIRUS' || s === 'HASH_BLOCKLISTED');
+  return rec.symbols.some((s) => symbolInfo(s)?.group === 'antivirus');
 }
 
 export interface QuarantineDetail {

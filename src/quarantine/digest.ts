@@ -14,6 +14,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Config, TenantConfig } from '../config/schema.ts';
+import { JST_OFFSET_MS, jstDayAndHour } from '../japan-time.ts';
 import { composeMessage } from '../mime/compose.ts';
 import type { Pipeline } from '../queue/pipeline.ts';
 import { spoolOwnMessage } from '../queue/spool-own-message.ts';
@@ -22,8 +23,6 @@ import type { MetaStore } from '../spool/meta-store.ts';
 import { MAX_SEARCH_PAGE, type QuarantineRecord, type QuarantineStore } from './quarantine-store.ts';
 
 const KEY_FILE = 'digest.key';
-/** Japan time: digest hours and dates are local to the prefecture. */
-const JST_OFFSET_MS = 9 * 3_600_000;
 /** Messages listed in one digest; a recipient with more is told how many more there are. */
 const MAX_LISTED = 50;
 
@@ -82,12 +81,6 @@ export interface DigestDeps {
   now?: () => number;
 }
 
-/** The Japan-time day (as a YYYY-MM-DD string) and hour of `ms`. */
-function jst(ms: number): { day: string; hour: number } {
-  const d = new Date(ms + JST_OFFSET_MS);
-  return { day: d.toISOString().slice(0, 10), hour: d.getUTCHours() };
-}
-
 export class DigestSender {
   readonly #d: DigestDeps;
   readonly #now: () => number;
@@ -101,7 +94,7 @@ export class DigestSender {
   /** Sends today's digests of every tenant whose digest hour has come; returns how many were queued. */
   async runDue(): Promise<number> {
     let sent = 0;
-    const { day, hour } = jst(this.#now());
+    const { day, hour } = jstDayAndHour(this.#now());
     for (const tenant of this.#d.config.tenants) {
       if (tenant.digestHour === undefined || hour < tenant.digestHour) continue;
       sent += await this.sendTenant(tenant, day);
@@ -120,10 +113,16 @@ export class DigestSender {
     let sent = 0;
     for (const [recipient, records] of byRecipient) {
       const id = `dg${createHash('sha256').update(`${day}\n${tenant.id}\n${recipient}`).digest('hex').slice(0, 30)}`;
+      const compose = () => this.#compose(tenant, recipient, records);
       const fresh = await spoolOwnMessage(this.#d, {
         id,
         origin: 'dsn',
-        body: Readable.from([this.#compose(tenant, recipient, records)]),
+        // Composed only when read: on every pass after the first of the day the digest is already spooled.
+        body: Readable.from(
+          (function* () {
+            yield compose();
+          })(),
+        ),
         mailFrom: '',
         helo: this.#d.config.hostname,
         route: tenant.id,

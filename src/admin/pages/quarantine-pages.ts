@@ -8,15 +8,14 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SekishoError } from '../../errors.ts';
 import type { MessagePreview } from '../../quarantine/preview.ts';
 import { quarantineStates, type QuarantineRecord } from '../../quarantine/quarantine-store.ts';
-import { WorkflowError, type RecordRef, type Step } from '../../quarantine/release.ts';
+import { stepRoles, WorkflowError, type RecordRef, type Step } from '../../quarantine/release.ts';
 import type { AdminContext } from '../admin-context.ts';
 import { html, type SafeHtml } from '../html.ts';
 import type { Translate } from '../i18n.ts';
-import { addSenderToList, isWorkflowStep, runBulk, runStep, type WorkflowStep } from '../routes/quarantine-api.ts';
+import { addSenderToList, isWorkflowStep, runBulk, runStep, workflowSteps, type WorkflowStep } from '../routes/quarantine-api.ts';
 import { approvalsFor, displaySubject, hasMalware, quarantineDetail, quarantineSearch, type QuarantineDetail, type QuarantineParams } from '../views.ts';
 import { csrfField, formatBytes, formatTime, named, sendPage, t } from './layout.ts';
 
-const CONTENT_ROLES = ['admin', 'tenant-admin', 'tenant-staff'] as const;
 
 const STEP_LABEL: Record<WorkflowStep, Parameters<Translate>[0]> = {
   request: 'actRequest',
@@ -82,7 +81,8 @@ ${
 function bulkForm(req: FastifyRequest): SafeHtml {
   const tr = t(req);
   const role = req.principal!.account.role;
-  const steps: WorkflowStep[] = role === 'admin' ? ['request', 'approve', 'reject', 'release', 'delete'] : role === 'tenant-admin' ? ['request', 'approve', 'reject', 'delete'] : ['request'];
+  // Redelivery is of one kept original at a time (the detail page), not a bulk step.
+  const steps = workflowSteps.filter((s) => s !== 'redeliver' && stepRoles[s].includes(role));
   return html`<form method="post" action="/console/quarantine/bulk" id="bulk" class="bulk">${csrfField(req)}
 <span>${tr('bulkAction')}</span><select name="step">${steps.map((s) => html`<option value="${s}">${tr(STEP_LABEL[s])}</option>`)}</select>
 <input name="reason" placeholder="${tr('reasonPlaceholder')}" maxlength="1000">
@@ -203,7 +203,7 @@ function errorStatus(err: unknown): number {
 }
 
 export function registerQuarantinePages(app: FastifyInstance, ctx: AdminContext): void {
-  const access = { config: { access: CONTENT_ROLES } };
+  const access = { config: { access: stepRoles.view } };
   app.get<{ Querystring: QuarantineParams }>('/console/quarantine', access, (req, reply) => listPage(req, reply, ctx));
 
   app.post<{ Body: { step?: string; reason?: string; override?: string; sel?: string | string[] }; Querystring: QuarantineParams }>(
@@ -252,7 +252,7 @@ ${refused.length ? html`<ul class="error">${refused.map((r) => html`<li>${r.mess
     return reply.redirect(`/console/quarantine/${messageId}/${tenantId}?done=list`);
   });
 
-  app.get('/console/approvals', { config: { access: ['admin', 'tenant-admin'] } }, async (req, reply) => {
+  app.get('/console/approvals', { config: { access: stepRoles.approve } }, async (req, reply) => {
     const tr = t(req);
     const actor = req.principal!.actor;
     const mine = await approvalsFor(ctx.quarantine, actor);

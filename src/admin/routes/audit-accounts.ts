@@ -6,6 +6,7 @@
 import { PassThrough } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { SekishoError } from '../../errors.ts';
+import { parseJapanDate } from '../../japan-time.ts';
 import type { AdminContext } from '../admin-context.ts';
 import type { AuditQuery } from '../audit/audit-log.ts';
 import type { Account } from '../auth/account-store.ts';
@@ -13,6 +14,7 @@ import { hashPassword, validateNewPassword } from '../auth/passwords.ts';
 import { isRole, roleNeedsTenant, roles } from '../auth/roles.ts';
 import { html } from '../html.ts';
 import { csrfField, formatTime, named, sendPage, t } from '../pages/layout.ts';
+import { textParam } from '../views.ts';
 
 const AUDIT_ROLES = ['admin', 'auditor'] as const;
 const PAGE = 100;
@@ -27,13 +29,15 @@ interface AuditParams {
 }
 
 function auditQuery(p: AuditParams): AuditQuery {
-  const v = (s: string | undefined) => (s?.trim() ? s.trim().slice(0, 200) : undefined);
-  const date = (s: string | undefined, end: boolean) => {
-    if (!s?.trim()) return undefined;
-    const ms = /^\d{4}-\d{2}-\d{2}$/.test(s.trim()) ? Date.parse(`${s.trim()}T00:00:00+09:00`) + (end ? 86_400_000 : 0) : Date.parse(s);
-    return Number.isFinite(ms) ? ms : undefined;
+  return {
+    actor: textParam(p.actor),
+    action: textParam(p.action),
+    tenantId: textParam(p.tenant),
+    from: parseJapanDate(p.from, false),
+    to: parseJapanDate(p.to, true),
+    limit: PAGE,
+    offset: Math.max(0, Number(p.offset ?? 0) || 0),
   };
-  return { actor: v(p.actor), action: v(p.action), tenantId: v(p.tenant), from: date(p.from, false), to: date(p.to, true), limit: PAGE, offset: Math.max(0, Number(p.offset ?? 0) || 0) };
 }
 
 function publicAccount(a: Account) {

@@ -6,6 +6,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { AggregatorRegistry, Gauge } from 'prom-client';
+import { jstDayStart } from '../../japan-time.ts';
 import { visibleTenants } from '../../quarantine/release.ts';
 import type { AvCurrency } from '../../scan/av-currency.ts';
 import type { ServiceStatus } from '../../services/supervisor.ts';
@@ -192,13 +193,9 @@ export function registerOperations(app: FastifyInstance, ctx: AdminContext): voi
       html`<div class="cards">${avCard(tr, o.health.antivirus)}
 <section class="card ${o.health.status === 'ok' ? 'ok' : 'bad'}"><h2>${tr('health')}: ${named(tr, 'health_', o.health.status)}</h2>${(o.health.problems ?? []).map((p) => html`<p class="error">${p}</p>`)}
 <p>redis: ${o.health.redis ? 'ok' : 'down'} · metaStore: ${o.health.metaStore ? 'ok' : 'down'}</p></section>
-${
-  o.quarantine
-    ? html`<section class="card"><h2>${tr('quarantineCounts')}</h2><table class="kv">${Object.entries(o.quarantine).map(
+<section class="card"><h2>${tr('quarantineCounts')}</h2><table class="kv">${Object.entries(o.quarantine).map(
         ([s, n]) => html`<tr><th>${named(tr, 'state_', s)}</th><td class="num">${n}</td></tr>`,
-      )}</table></section>`
-    : ''
-}</div>
+      )}</table></section></div>
 <section><h2>${tr('actionsOverTime')}</h2>${actionChart(tr, o.actions, o.from, req.locale)}${tenantTable(tr, o.actions)}</section>`,
     );
   });
@@ -208,7 +205,7 @@ export interface Overview {
   health: Health;
   from: number;
   actions: ActionCount[];
-  quarantine: Record<string, number> | null;
+  quarantine: Record<string, number>;
 }
 
 /** The chart's counts are cached this long per scope: a week of a busy gateway takes a few hundred ms to count. */
@@ -230,12 +227,9 @@ function cachedActions(ctx: AdminContext, scope: readonly string[] | undefined, 
 async function overview(ctx: AdminContext, actor: Parameters<typeof visibleTenants>[0]): Promise<Overview> {
   const { body } = await health(ctx);
   const scope = actor.role === 'operator' || actor.role === 'auditor' ? undefined : visibleTenants(actor);
-  const today = Math.floor((ctx.now() + 9 * 3_600_000) / DAY_MS) * DAY_MS - 9 * 3_600_000;
+  const today = jstDayStart(ctx.now());
   const from = today - (CHART_DAYS - 1) * DAY_MS;
   const actions = await cachedActions(ctx, scope, from, today + DAY_MS);
-  let quarantine: Record<string, number> | null = null;
-  if (scope === undefined) quarantine = await ctx.quarantine.countByState();
-  else if (scope.length === 1) quarantine = await ctx.quarantine.countByState(scope[0]);
-  return { health: body, from, actions, quarantine };
+  return { health: body, from, actions, quarantine: await ctx.quarantine.countByState(scope) };
 }
 

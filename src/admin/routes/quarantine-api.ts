@@ -7,14 +7,15 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { SekishoError } from '../../errors.ts';
 import type { SenderListStore } from '../../policy/sender-list-store.ts';
 import { MAX_SEARCH_PAGE } from '../../quarantine/quarantine-store.ts';
-import { WorkflowError, type Actor, type RecordRef, type ReleaseService, type StepOptions } from '../../quarantine/release.ts';
+import { stepRoles, WorkflowError, type Actor, type RecordRef, type ReleaseService, type StepOptions } from '../../quarantine/release.ts';
 import type { AdminContext } from '../admin-context.ts';
 import { approvalsFor, quarantineDetail, quarantineSearch, type QuarantineParams } from '../views.ts';
 
 export const workflowSteps = ['request', 'approve', 'reject', 'release', 'delete', 'redeliver'] as const;
 export type WorkflowStep = (typeof workflowSteps)[number];
 
-const CONTENT_ROLES = ['admin', 'tenant-admin', 'tenant-staff'] as const;
+/** Who may see quarantined content at all: the workflow's own rule. */
+const CONTENT_ROLES = stepRoles.view;
 
 export function isWorkflowStep(s: string): s is WorkflowStep {
   return (workflowSteps as readonly string[]).includes(s);
@@ -131,12 +132,7 @@ export function registerQuarantineApi(app: FastifyInstance, ctx: AdminContext): 
     '/api/quarantine/counts',
     { config: { access: CONTENT_ROLES }, schema: { summary: 'Quarantine records per state (in the caller’s scope)', tags: ['quarantine'] } },
     async (req) => {
-      const scope = quarantineSearch({ tenant: req.query.tenant }, req.principal!.actor).tenantIds;
-      if (scope === undefined) return ctx.quarantine.countByState();
-      const all = await Promise.all(scope.map((t) => ctx.quarantine.countByState(t)));
-      const out = await ctx.quarantine.countByState('\u0000none');
-      for (const c of all) for (const [k, v] of Object.entries(c)) out[k as keyof typeof out] += v;
-      return out;
+      return ctx.quarantine.countByState(quarantineSearch({ tenant: req.query.tenant }, req.principal!.actor).tenantIds);
     },
   );
 
@@ -155,7 +151,7 @@ export function registerQuarantineApi(app: FastifyInstance, ctx: AdminContext): 
 
   app.get<{ Params: RecordRef }>(
     '/api/quarantine/:messageId/:tenantId/original.eml',
-    { config: { access: ['admin', 'tenant-admin'] }, schema: { summary: 'Download the original (audited)', tags: ['quarantine'], params: refParams } },
+    { config: { access: stepRoles.download }, schema: { summary: 'Download the original (audited)', tags: ['quarantine'], params: refParams } },
     async (req, reply) => {
       try {
         const { body } = await ctx.release.download(req.principal!.actor, req.params);
@@ -246,7 +242,7 @@ export function registerQuarantineApi(app: FastifyInstance, ctx: AdminContext): 
 
   app.get(
     '/api/approvals',
-    { config: { access: ['admin', 'tenant-admin'] }, schema: { summary: 'Release requests the caller may approve', tags: ['quarantine'] } },
+    { config: { access: stepRoles.approve }, schema: { summary: 'Release requests the caller may approve', tags: ['quarantine'] } },
     async (req) => {
       return { records: await approvalsFor(ctx.quarantine, req.principal!.actor) };
     },

@@ -5,12 +5,13 @@
  * path; an operator sees the path without the subject (no message content).
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { parseJapanDate } from '../../japan-time.ts';
 import { visibleTenants, type Actor } from '../../quarantine/release.ts';
 import type { DeliveryAttempt, MessageQuery, MessageRecord, RecipientRecord } from '../../spool/meta-store.ts';
 import type { AdminContext } from '../admin-context.ts';
 import { html } from '../html.ts';
 import { formatBytes, formatTime, named, sendPage, t } from '../pages/layout.ts';
-import { displaySubject, verdictRows, type VerdictRow } from '../views.ts';
+import { displaySubject, textParam, verdictRows, type VerdictRow } from '../views.ts';
 
 const TRACKING_ROLES = ['admin', 'tenant-admin', 'tenant-staff', 'operator'] as const;
 const DAY_MS = 86_400_000;
@@ -30,17 +31,11 @@ function scopeOf(actor: Actor): readonly string[] | undefined {
   return actor.role === 'operator' ? undefined : visibleTenants(actor);
 }
 
-function dateParam(s: string | undefined, end: boolean): number | undefined {
-  if (!s?.trim()) return undefined;
-  const ms = /^\d{4}-\d{2}-\d{2}$/.test(s.trim()) ? Date.parse(`${s.trim()}T00:00:00+09:00`) + (end ? DAY_MS : 0) : Date.parse(s);
-  return Number.isFinite(ms) ? ms : undefined;
-}
-
 /** A search by sender or recipient without dates looks this far back (ids and Message-IDs are looked up at any age). */
 const DEFAULT_RANGE_MS = 7 * DAY_MS;
 
 export function trackingQuery(p: TrackingParams, actor: Actor, now: number): MessageQuery {
-  const v = (s: string | undefined) => (s?.trim() ? s.trim().slice(0, 300) : undefined);
+  const v = (s: string | undefined) => textParam(s, 300);
   const exact = v(p.id) ?? v(p.messageId);
   return {
     id: v(p.id)?.toLowerCase(),
@@ -48,8 +43,8 @@ export function trackingQuery(p: TrackingParams, actor: Actor, now: number): Mes
     mailFrom: v(p.sender),
     recipient: v(p.recipient),
     tenantIds: scopeOf(actor),
-    from: dateParam(p.from, false) ?? (exact || dateParam(p.to, true) ? undefined : now - DEFAULT_RANGE_MS),
-    to: dateParam(p.to, true),
+    from: parseJapanDate(p.from, false) ?? (exact || parseJapanDate(p.to, true) ? undefined : now - DEFAULT_RANGE_MS),
+    to: parseJapanDate(p.to, true),
     limit: 50,
     offset: Math.max(0, Number(p.offset ?? 0) || 0),
   };
