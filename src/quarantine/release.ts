@@ -21,6 +21,7 @@ import { OUTBOUND_ROUTE, type Pipeline } from '../queue/pipeline.ts';
 import { spoolOwnMessage } from '../queue/spool-own-message.ts';
 import { newMessageId } from '../spool/message-id.ts';
 import type { MessageStore } from '../spool/message-store.ts';
+import { prefixedStream } from '../spool/prefixed-stream.ts';
 import type { MetaStore } from '../spool/meta-store.ts';
 import type { QuarantineRecord, QuarantineState, QuarantineStore } from './quarantine-store.ts';
 import { removeUnheldBytes } from './retention.ts';
@@ -300,7 +301,7 @@ export class ReleaseService {
     await spoolOwnMessage(this.#d, {
       id,
       origin: 'release',
-      body: Readable.from(prepend(Buffer.from(header, 'utf8'), body)),
+      body: prefixedStream(Buffer.from(header, 'utf8'), body),
       mailFrom: rec.mailFrom,
       helo: this.#d.hostname,
       route,
@@ -326,9 +327,4 @@ export class ReleaseService {
       details,
     });
   }
-}
-
-async function* prepend(head: Buffer, rest: Readable): AsyncGenerator<Buffer> {
-  yield head;
-  for await (const chunk of rest) yield chunk as Buffer;
 }

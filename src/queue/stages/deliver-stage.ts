@@ -7,7 +7,6 @@
  * retried, duplicated or recovered job cannot deliver twice.
  */
 import { DelayedError, type Job } from 'bullmq';
-import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { DeliveryOutcome, RecipientOutcome } from '../../delivery/delivery.ts';
 import { statusFromReply, type DsnRecipient } from '../../delivery/dsn.ts';
@@ -18,6 +17,7 @@ import { authenticationResultsHeader, stripForgedAuthResults } from '../../scan/
 import { effectivePolicy } from '../../policy/decide.ts';
 import { deliveryBody, headerChanges, subjectTagFor } from '../../policy/plan.ts';
 import type { MessageKind } from '../../spool/message-store.ts';
+import { prefixedStream } from '../../spool/prefixed-stream.ts';
 import { isOpenRecipient, type MessageRecord, type NewAttempt, type RecipientPatch, type RecipientRecord } from '../../spool/meta-store.ts';
 import { finalizeIfDone } from '../finalize.ts';
 import { notifySender } from '../notify-sender.ts';
@@ -74,11 +74,6 @@ function authResultsLine(hostname: string, msg: MessageRecord): string {
 /** Whether the original carries Authentication-Results claiming to be ours (RFC 8601 §5): they must go. */
 function hasForgedAuthResults(msg: MessageRecord): boolean {
   return msg.verdict?.symbols.some((s) => s.name === 'AUTH_RESULTS_FORGED') ?? false;
-}
-
-async function* concat(prefix: Buffer, rest: Readable): AsyncGenerator<Buffer> {
-  yield prefix;
-  for await (const chunk of rest) yield chunk as Buffer;
 }
 
 /** What every recipient's attempt record of one delivery attempt shares. */
@@ -169,7 +164,7 @@ export async function attemptRoute(
       outcome = await deliverer.send({ route: url, from: msg.mailFrom, to: addresses, body });
     } else {
       const file = store.createReadStream(mid, kind);
-      const body = prefix.length ? Readable.from(concat(prefix, file)) : file;
+      const body = prefix.length ? prefixedStream(prefix, file) : file;
       try {
         outcome = await deliverer.send({ route: url, from: msg.mailFrom, to: addresses, body });
       } finally {
