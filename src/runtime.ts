@@ -249,6 +249,8 @@ export function adminContext(config: Config, parts: AdminParts, log: Logger): { 
         registry: parts.metrics.registry.getSingleMetric('sekisho_av_current') ? undefined : parts.metrics.registry,
       })
     : undefined;
+  // The digest links' key (made on first use): not for a side listener, which serves no digest links.
+  const digestSigner = parts.metricsOnly ? undefined : DigestSigner.forDataDir(config.dataDir);
   const release = new ReleaseService({
     quarantine,
     meta,
@@ -277,16 +279,13 @@ export function adminContext(config: Config, parts: AdminParts, log: Logger): { 
     remoteMetrics: parts.remoteMetrics,
     avCurrency: av,
     services: parts.services,
-    digestSigner: DigestSigner.forDataDir(config.dataDir),
+    digestSigner,
     now: Date.now,
   };
-  if (av) {
-    void av.refresh();
-    av.start(AV_CURRENCY_INTERVAL_MS);
-  }
+  av?.start(AV_CURRENCY_INTERVAL_MS);
   const digests =
-    !parts.metricsOnly && config.tenants.some((t) => t.digestHour !== undefined)
-      ? new DigestSender({ config, quarantine, meta, store, pipeline: parts.pipeline, signer: ctx.digestSigner!, log })
+    digestSigner && config.tenants.some((t) => t.digestHour !== undefined)
+      ? new DigestSender({ config, quarantine, meta, store, pipeline: parts.pipeline, signer: digestSigner, log })
       : undefined;
   digests?.start(DIGEST_CHECK_INTERVAL_MS);
   return {
