@@ -46,7 +46,7 @@ import { storedSymbols } from '../src/spool/stored-verdict.ts';
 import { buildMail, encodedWord } from '../test/helpers/mail-builder.ts';
 import { newMessage } from '../test/helpers/new-message.ts';
 import { deletePrefix } from '../test/helpers/redis-keys.ts';
-import { onCleanup, runCleanup } from './lib/cleanup.ts';
+import { onCleanup, runBench } from './lib/cleanup.ts';
 import { fmt, percentile, table } from './lib/report.ts';
 import { buildV1, DAY_MS, formatStoreBench, JA_WORDS, recipientOf, runStoreBench, senderOf, SYMBOLS, tenantName, type Latency } from './console-store.ts';
 
@@ -572,11 +572,4 @@ async function main(): Promise<void> {
   console.log(out.join('\n'));
 }
 
-try {
-  await main();
-} catch (err) {
-  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
-  process.exitCode = 1;
-} finally {
-  await runCleanup();
-}
+await runBench(main);

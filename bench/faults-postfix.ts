@@ -33,7 +33,7 @@ import { SmtpSink } from '../test/helpers/smtp-sink.ts';
 import { markWindow } from '../test/faults/fault-table.ts';
 import { MailStream, RECIPIENT_A, RECIPIENT_B, sinkCounts, tally } from '../test/faults/mail-stream.ts';
 import { SekishoTree, treeOf, until, writeFaultConfig } from '../test/faults/sekisho-tree.ts';
-import { cleanupAndExit, onCleanup, runCleanup } from './lib/cleanup.ts';
+import { onCleanup, runBench } from './lib/cleanup.ts';
 import { PostfixInstance, postfixAvUnavailable, postfixUnavailable } from './lib/postfix-instance.ts';
 import { sleep } from './lib/util.ts';
 
@@ -72,8 +72,6 @@ const WORKER_RESTART_MS = 15_000;
 /** The whole run; past it everything is stopped and the bench exits 2. */
 const RUN_DEADLINE_MS = 15 * 60_000;
 
-const runWatchdog = setTimeout(() => void cleanupAndExit(2, `time limit of ${RUN_DEADLINE_MS / 60_000} min reached`), RUN_DEADLINE_MS);
-runWatchdog.unref();
 
 interface Counts {
   accepted: number;
@@ -343,12 +341,4 @@ async function main(): Promise<void> {
   if (rows.some((r) => r.lost > 0 || !r.settled)) process.exitCode = 1;
 }
 
-try {
-  await main();
-} catch (err) {
-  console.error(err instanceof Error ? err.message : err);
-  process.exitCode = 1;
-} finally {
-  await runCleanup();
-  clearTimeout(runWatchdog);
-}
+await runBench(main, RUN_DEADLINE_MS);

@@ -38,7 +38,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { cleanupAndExit, runCleanup } from './lib/cleanup.ts';
+import { runBench } from './lib/cleanup.ts';
 import { bigMessage, messageFactory } from './lib/message.ts';
 import { PostfixInstance, postfixAvUnavailable, postfixUnavailable } from './lib/postfix-instance.ts';
 import { CpuMeter, TreeSampler } from './lib/proc-rss.ts';
@@ -233,10 +233,6 @@ const bigMessageBytes = 50_000_000;
 const bigRssTargetMB = 64;
 const runTag = Date.now().toString(36);
 
-const runWatchdog = setTimeout(() => {
-  void cleanupAndExit(2, `time limit of ${runDeadlineMs / 60_000} min reached`);
-}, runDeadlineMs);
-runWatchdog.unref();
 
 // ---------------------------------------------------------------------------------------------------------------
 // Systems
@@ -799,12 +795,4 @@ async function main(): Promise<void> {
   if (errors.length > 0) process.exitCode = 1;
 }
 
-try {
-  await main();
-} catch (err) {
-  console.error(err instanceof Error ? err.message : err);
-  process.exitCode = 1;
-} finally {
-  await runCleanup();
-  clearTimeout(runWatchdog);
-}
+await runBench(main, runDeadlineMs);

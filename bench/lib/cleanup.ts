@@ -62,6 +62,25 @@ export async function cleanupAndExit(code: number, why: string): Promise<never> 
   process.exit(code);
 }
 
+/**
+ * Runs a bench's `main`: an error is printed and exits 1, the cleanup runs whatever happens, and past `deadlineMs`
+ * (when given) everything is stopped and the bench exits 2.
+ */
+export async function runBench(main: () => Promise<void>, deadlineMs?: number): Promise<void> {
+  const watchdog =
+    deadlineMs === undefined ? undefined : setTimeout(() => void cleanupAndExit(2, `time limit of ${deadlineMs / 60_000} min reached`), deadlineMs);
+  watchdog?.unref();
+  try {
+    await main();
+  } catch (err) {
+    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+    process.exitCode = 1;
+  } finally {
+    await runCleanup();
+    clearTimeout(watchdog);
+  }
+}
+
 function installHandlers(): void {
   if (installed) return;
   installed = true;
