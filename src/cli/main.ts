@@ -36,7 +36,7 @@ import type { Pipeline } from '../queue/pipeline.ts';
 import { closeStores, createPipeline, openStores, startAdmin, startIngress, startWorker, type Running } from '../runtime.ts';
 import type { ScanEngines } from '../scan/registry.ts';
 import { startDemoMailbox } from '../services/demo-mailbox.ts';
-import { PROJECT_SIGNATURE_DIR, startManagedClamdForConfig } from '../services/clamd.ts';
+import { configuredClamd, PROJECT_SIGNATURE_DIR, startManagedClamdForConfig } from '../services/clamd.ts';
 import { startManagedRedis } from '../services/redis-server.ts';
 import { Supervisor } from '../services/supervisor.ts';
 import { type ConnectionClosed, IngressDispatcher, type IngressReady, isHandOver } from '../smtp/ingress-dispatcher.ts';
@@ -171,13 +171,12 @@ function requireRedis(config: Config, args: Args, role: string): string {
  */
 async function engines(args: Args, config: Config, log: Logger, supervisor: Supervisor): Promise<{ engines: ScanEngines; databaseDirs: string[] }> {
   if (args.clamdSocket) return { engines: { clamd: { socket: args.clamdSocket } }, databaseDirs: [] };
-  const c = config.clamav;
-  if (c.socket) return { engines: { clamd: { socket: c.socket } }, databaseDirs: [] };
-  if (c.host) return { engines: { clamd: { host: c.host, port: c.port } }, databaseDirs: [] };
+  const configured = configuredClamd(config);
+  if (configured) return { engines: { clamd: configured }, databaseDirs: [] };
   const clamd = await supervisor.start('clamd', () => startManagedClamdForConfig(config, log));
   log.info({ socket: clamd.socket }, 'started a managed clamd (clamav.socket/host not configured)');
   // The signature count of a managed clamd comes from the databases it loads (clamd does not tell it).
-  return { engines: { clamd: clamd.endpoint }, databaseDirs: [c.databaseDir, PROJECT_SIGNATURE_DIR] };
+  return { engines: { clamd: clamd.endpoint }, databaseDirs: [config.clamav.databaseDir, PROJECT_SIGNATURE_DIR] };
 }
 
 async function metricsListener(listen: string | undefined, config: Config, metrics: Metrics, pipeline: Pipeline, stores: ReturnType<typeof openStores>, log: Logger): Promise<Running | undefined> {
@@ -427,8 +426,7 @@ async function runAdminRole(loaded: LoadedConfig, args: Args): Promise<void> {
   const redisUrl = requireRedis(config, args, 'admin');
   const stores = openStores(config, 'admin');
   const pipeline = createPipeline(config, redisUrl);
-  const clamd = config.clamav.socket ? { socket: config.clamav.socket } : config.clamav.host ? { host: config.clamav.host, port: config.clamav.port } : undefined;
-  const admin = await startAdmin(config, { stores, pipeline, metrics: createMetrics('admin'), clamd }, log);
+  const admin = await startAdmin(config, { stores, pipeline, metrics: createMetrics('admin'), clamd: configuredClamd(config) }, log);
   shutdown.ready({ admin: () => admin.stop(), pipeline: () => pipeline.close(), stores: () => closeStores(stores) });
 }
 

@@ -424,23 +424,12 @@ export async function startManagedClamd(opts: ManagedClamdOptions): Promise<Mana
   };
 }
 
-export interface ClamdService {
-  endpoint: ClamdEndpoint;
-  /** Present for the managed clamd only. */
-  managed?: ManagedClamd;
-  stop(): Promise<void>;
-}
-
-/**
- * The composition root's entry point: the configured clamd (`clamav.socket` or `clamav.host`), or else a managed
- * one under `${dataDir}/clamd`, sized from the config.
- */
-export async function startClamdForConfig(config: Config, log?: Logger): Promise<ClamdService> {
+/** The clamd the config names (`clamav.socket` or `clamav.host`); undefined: Sekisho runs a managed one. */
+export function configuredClamd(config: Config): ClamdEndpoint | undefined {
   const c = config.clamav;
-  if (c.socket) return { endpoint: { socket: c.socket }, stop: async () => undefined };
-  if (c.host) return { endpoint: { host: c.host, port: c.port }, stop: async () => undefined };
-  const managed = await startManagedClamdForConfig(config, log);
-  return { endpoint: managed.endpoint, managed, stop: () => managed.stop() };
+  if (c.socket) return { socket: c.socket };
+  if (c.host) return { host: c.host, port: c.port };
+  return undefined;
 }
 
 /** The managed clamd under `${dataDir}/clamd`, sized from the config: the same socket on every start. */

@@ -11,7 +11,7 @@ import { validateConfig } from '../../src/config/load.ts';
 import { CheckFailedError, type Check } from '../../src/scan/check.ts';
 import { ClamdClient } from '../../src/scan/clamd-client.ts';
 import { createClamavCheck } from '../../src/scan/checks/clamav.ts';
-import { PROJECT_SIGNATURE_DIR, startClamdForConfig, startManagedClamd } from '../../src/services/clamd.ts';
+import { configuredClamd, PROJECT_SIGNATURE_DIR, startManagedClamd, startManagedClamdForConfig } from '../../src/services/clamd.ts';
 import { checkContext, EICAR, fixture } from '../helpers/check-context.ts';
 import { clamdWrapper, runDirOf, startTestClamd, type TestClamd } from '../helpers/clamd.ts';
 
@@ -211,16 +211,13 @@ describe('managed clamd limits and recovery', () => {
   });
 });
 
-describe('startClamdForConfig', () => {
+describe('the configured or managed clamd of a config', () => {
   const base = { hostname: 'mx.test', tenants: [{ id: 'city', name: '市', domains: ['city.example.lg.jp'], deliverTo: 'smtp://127.0.0.1:2526' }] };
 
   it('uses a configured clamd as is', async () => {
     const r = validateConfig({ ...base, clamav: { socket: '/run/clamav/clamd.ctl' } });
     if (!r.ok) throw new Error(JSON.stringify(r.issues));
-    const svc = await startClamdForConfig(r.config);
-    expect(svc.endpoint).toEqual({ socket: '/run/clamav/clamd.ctl' });
-    expect(svc.managed).toBeUndefined();
-    await svc.stop();
+    expect(configuredClamd(r.config)).toEqual({ socket: '/run/clamav/clamd.ctl' });
   });
 
   it('starts a managed clamd under dataDir/clamd when none is configured', async () => {
@@ -228,8 +225,9 @@ describe('startClamdForConfig', () => {
     try {
       const r = validateConfig({ ...base, dataDir, clamav: { databaseDir: path.join(dataDir, 'no-official-db') } });
       if (!r.ok) throw new Error(JSON.stringify(r.issues));
+      expect(configuredClamd(r.config)).toBeUndefined();
       // dataDir is private (0700): clamd's account cannot enter it, and need not.
-      const svc = await startClamdForConfig(r.config);
+      const svc = await startManagedClamdForConfig(r.config);
       try {
         expect(svc.endpoint).toEqual({ socket: path.join(runDirOf(path.join(dataDir, 'clamd')), 'sock', 'clamd.sock') });
         await new ClamdClient(svc.endpoint, 5_000).ping();
@@ -249,7 +247,7 @@ describe('startClamdForConfig', () => {
       if (!r.ok) throw new Error(JSON.stringify(r.issues));
       const runOf = () => runDirOf(path.join(dataDir, 'clamd'));
 
-      const first = await startClamdForConfig(r.config);
+      const first = await startManagedClamdForConfig(r.config);
       const run = runOf();
       left.push(run);
       expect(path.dirname(run)).toBe('/dev/shm');
@@ -259,9 +257,9 @@ describe('startClamdForConfig', () => {
       // A scan goes through it (clamd writes the stream there).
       expect((await new ClamdClient(first.endpoint, 5_000).scan(Buffer.from(EICAR))).found).toHaveLength(1);
       // Sekisho killed (first is never stopped): its clamd runs on and its files stay, until the next start.
-      const orphan = first.managed!.pid;
+      const orphan = first.pid;
       writeFileSync(path.join(run, 'tmp', 'left-by-a-crash'), 'x');
-      const second = await startClamdForConfig(r.config);
+      const second = await startManagedClamdForConfig(r.config);
       expect(alive(orphan)).toBe(false);
       expect(runOf()).toBe(run);
       expect(existsSync(path.join(run, 'tmp', 'left-by-a-crash'))).toBe(false);
@@ -272,7 +270,7 @@ describe('startClamdForConfig', () => {
       // Opting out keeps them on disk, in the system's temporary directory.
       const onDisk = validateConfig({ ...base, dataDir, clamav: { databaseDir: path.join(dataDir, 'no-official-db'), tempInMemory: false } });
       if (!onDisk.ok) throw new Error(JSON.stringify(onDisk.issues));
-      const third = await startClamdForConfig(onDisk.config);
+      const third = await startManagedClamdForConfig(onDisk.config);
       left.push(runOf());
       expect(path.dirname(runOf())).toBe(os.tmpdir());
       await new ClamdClient(third.endpoint, 5_000).ping();

@@ -1,7 +1,7 @@
 /**
  * The antivirus checks of one installation, built from the config: clamav (with the archive limits) always, the
  * SOC's hash blocklist when clamav.hashBlocklistFile is set. The clamd endpoint comes from the composition root
- * (startClamdForConfig in src/services/clamd.ts), never from here.
+ * (configuredClamd or the managed clamd, src/services/clamd.ts), never from here.
  */
 import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.ts';
