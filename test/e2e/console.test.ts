@@ -6,10 +6,8 @@
  * The rule: assert outcomes (page text, sink messages, record states); never sleep for a fixed time.
  */
 import Database from 'better-sqlite3';
-import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openAdminStores, ADMIN_DB_FILE, type AdminStores } from '../../src/admin/admin-stores.ts';
@@ -22,12 +20,12 @@ import { startTestClamd, type TestClamd } from '../helpers/clamd.ts';
 import { Harness, queuedId } from '../helpers/harness.ts';
 import { buildMail, encodedWord } from '../helpers/mail-builder.ts';
 import { sendRaw } from '../helpers/raw-smtp.ts';
+import { sekishoCommand } from '../helpers/sekisho-process.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const HAVE_CHROMIUM = existsSync(CHROMIUM);
 if (!HAVE_CHROMIUM) console.warn(`console e2e skipped: ${CHROMIUM} is missing (scripts/ensure-deps.sh test installs it)`);
 
-const BIN = fileURLToPath(new URL('../../bin/sekisho.js', import.meta.url));
 const PASSWORD = 'correct horse battery staple';
 const XSS = `<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">`;
 
@@ -72,17 +70,7 @@ function released(subject: string): number {
   }).length;
 }
 
-function sekisho(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.once('error', reject);
-    p.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const sekisho = (args: string[]) => sekishoCommand(args);
 
 describe.skipIf(!HAVE_CHROMIUM)('admin console in a browser', () => {
   beforeAll(async () => {

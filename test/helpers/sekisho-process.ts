@@ -31,6 +31,20 @@ export function runSekisho(args: string[], env: NodeJS.ProcessEnv = process.env)
   return { proc, exited, output: () => out };
 }
 
+/** `sekisho …` run to its end (a CLI command): exit code and output; `stdin` is written and closed. */
+export function sekishoCommand(args: string[], stdin = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [SEKISHO_BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.once('error', reject);
+    p.once('close', (code) => resolve({ code, stdout, stderr }));
+    p.stdin.end(stdin);
+  });
+}
+
 /** Stops every process runSekisho started that still runs (for afterEach). */
 export async function stopSekishoProcesses(): Promise<void> {
   await Promise.all(

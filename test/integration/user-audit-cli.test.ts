@@ -4,18 +4,16 @@
  * audit row by `cli:<os user>`, `audit verify` fails on a tampered log and `audit export` can be verified alone.
  */
 import Database from 'better-sqlite3';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openAdminStores } from '../../src/admin/admin-stores.ts';
 import { verifyPassword } from '../../src/admin/auth/passwords.ts';
 import { totpCode, verifyTotp } from '../../src/admin/auth/totp.ts';
 import { AuditChainChecker, type AuditRecord } from '../../src/admin/audit/audit-log.ts';
+import { sekishoCommand } from '../helpers/sekisho-process.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/sekisho.js', import.meta.url));
 const PASSWORD = '関所-correct-horse-2026';
 let dir: string;
 let configFile: string;
@@ -27,18 +25,7 @@ interface Result {
   stderr: string;
 }
 
-function sekisho(args: string[], stdin = ''): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args, '--config', configFile], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.once('error', reject);
-    p.once('close', (code) => resolve({ code, stdout, stderr }));
-    p.stdin.end(stdin);
-  });
-}
+const sekisho = (args: string[], stdin = ''): Promise<Result> => sekishoCommand([...args, '--config', configFile], stdin);
 
 beforeAll(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'sekisho-user-cli-'));
